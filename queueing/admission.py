@@ -1,0 +1,72 @@
+"""Admission: turn a validated request into a costed job record, or say why not."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from queueing import cost
+from queueing.catalogue import Catalogue, ModelSpec
+from queueing.errors import ContextLengthExceeded
+from queueing.keys import JobClass
+from queueing.schemas import ChatMessage, JobRecord, JobStatus, SamplingParams
+from queueing.tokens import ModelTokenizer
+
+
+def new_job_id() -> str:
+    """A fresh, unguessable job id."""
+    return f"job_{uuid.uuid4().hex}"
+
+
+class Admission:
+    """Counts prompt tokens with the model's tokenizer and prices the job in units."""
+
+    def __init__(self, catalogue: Catalogue, default_model: str) -> None:
+        self.catalogue = catalogue
+        self.default_model = default_model
+        self._tokenizers: dict[str, ModelTokenizer] = {}
+
+    def tokenizer(self, spec: ModelSpec) -> ModelTokenizer:
+        """The model's tokenizer, loaded once."""
+        if spec.name not in self._tokenizers:
+            self._tokenizers[spec.name] = ModelTokenizer(spec.path)
+        return self._tokenizers[spec.name]
+
+    def admit(
+        self,
+        *,
+        tenant: str,
+        model: str | None,
+        prompt: str | None,
+        messages: list[ChatMessage] | None,
+        params: SamplingParams,
+        job_class: JobClass,
+        metadata: dict[str, str] | None = None,
+    ) -> JobRecord:
+        """A queued job record for this request; raises on unknown model or context overflow."""
+        spec = self.catalogue.get(model or self.default_model)
+        tokenizer = self.tokenizer(spec)
+        text = prompt if prompt is not None else tokenizer.render_chat(messages or [])
+        prompt_tokens = tokenizer.count(text)
+        if prompt_tokens + params.max_tokens > spec.context_length:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {spec.context_length} tokens. "
+                f"However, you requested {prompt_tokens + params.max_tokens} tokens "
+                f"({prompt_tokens} in the prompt, {params.max_tokens} for the completion).",
+                param="messages" if messages is not None else "prompt",
+            )
+        estimate = cost.estimate(spec, prompt_tokens=prompt_tokens, max_tokens=params.max_tokens)
+        return JobRecord(
+            id=new_job_id(),
+            model=spec.name,
+            status=JobStatus.QUEUED,
+            job_class=job_class,
+            estimated_units=estimate.units,
+            created_at=time.time(),
+            tenant=tenant,
+            band=estimate.band,
+            prompt_tokens=prompt_tokens,
+            prompt=text,
+            params=params,
+            metadata=metadata or {},
+        )

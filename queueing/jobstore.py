@@ -1,0 +1,92 @@
+"""The API's side of the queue: enqueue, look up, cancel, and read a job's events."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from queueing import keys
+from queueing.catalogue import ModelSpec
+from queueing.errors import JobNotFound, QueueFull
+from queueing.events import JobEvent
+from queueing.schemas import JobRecord
+from queueing.settings import QueueSettings
+
+
+class JobStore:
+    """Durable enqueue (one round trip, fsynced before it returns) and job reads."""
+
+    def __init__(self, client: aioredis.Redis, settings: QueueSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self.wait_aof = False
+
+    async def check_durability(self) -> bool:
+        """Use ``WAITAOF`` on the acknowledged path where the server supports it."""
+        try:
+            await self.client.execute_command("WAITAOF", 1, 0, 0)
+        except ResponseError:
+            self.wait_aof = False
+        else:
+            self.wait_aof = True
+        return self.wait_aof
+
+    async def enqueue(self, record: JobRecord, *, idempotency_key: str | None = None) -> str:
+        """Store and queue ``record`` atomically; returns its id (an earlier one on replay)."""
+        queue = keys.queue(record.model, record.job_class, record.band)
+        idem = keys.idempotency(record.tenant, idempotency_key) if idempotency_key else ""
+        fields = [item for pair in record.to_hash().items() for item in pair]
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.fcall(
+                "iq_enqueue", 6,
+                keys.job(record.id), keys.events(record.id), queue,
+                keys.units(record.model), keys.wake(record.model), idem,
+                record.id, str(record.estimated_units),
+                keys.queue_field(record.job_class, record.band),
+                str(self.settings.max_queued_units), str(self.settings.result_ttl_s),
+                str(time.time()), keys.EVENTS_CHANNEL, *fields,
+            )
+            if self.wait_aof:
+                pipe.execute_command("WAITAOF", 1, 0, 0)
+            replies = await pipe.execute()
+        code, value = replies[0]
+        if int(code) < 0:
+            raise QueueFull(
+                f"model '{record.model}' has {float(value):.1f} units queued, past its ceiling "
+                f"of {self.settings.max_queued_units:g}; retry later",
+                retry_after_s=self.settings.retry_after_s,
+            )
+        return str(value)
+
+    async def get(self, job_id: str, tenant: str) -> JobRecord:
+        """The job, if it exists and belongs to ``tenant``."""
+        raw = await self.client.hgetall(keys.job(job_id))
+        if not raw or raw.get("tenant") != tenant:
+            raise JobNotFound(f"No job with id '{job_id}'", param="id")
+        return JobRecord.from_hash(raw)
+
+    async def cancel(self, job_id: str, tenant: str) -> JobRecord:
+        """Cancel: a queued job is removed at once; a running one is aborted by its worker."""
+        record = await self.get(job_id, tenant)
+        await self.client.fcall(
+            "iq_cancel", 4,
+            keys.job(job_id), keys.events(job_id), record.stream or "", keys.units(record.model),
+            job_id, str(time.time()), str(self.settings.result_ttl_s),
+            keys.EVENTS_CHANNEL, keys.CANCEL_CHANNEL,
+        )
+        return await self.get(job_id, tenant)
+
+    async def events(self, job_id: str, after: str = "0-0", count: int = 1000) -> list[JobEvent]:
+        """Events strictly after stream id ``after``."""
+        rows: list[Any] = await self.client.xrange(
+            keys.events(job_id), min=f"({after}" if after != "0-0" else "-", count=count
+        )
+        return [JobEvent(id=eid, type=f.get("type", ""), data=f.get("data", "")) for eid, f in rows]
+
+    async def unit_counters(self, spec: ModelSpec) -> dict[str, float]:
+        """The model's unit counters (queued, inflight, per queue, arrivals...)."""
+        raw = await self.client.hgetall(keys.units(spec.name))
+        return {name: round(float(value), 4) for name, value in raw.items()}

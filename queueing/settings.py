@@ -1,0 +1,75 @@
+"""Settings: one pydantic-settings class, env prefix ``INFERQ_``, sections nested with ``__``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RedisSettings(BaseModel):
+    """Where the queue lives. No ``url`` means: run the embedded Valkey server."""
+
+    url: str | None = None
+    embedded_port: int = 6399
+    data_dir: Path = Path(".inferq")
+    wait_aof: bool = True
+
+
+class QueueSettings(BaseModel):
+    """Delivery, retention and backpressure knobs."""
+
+    lease_ms: int = 30_000
+    max_deliveries: int = 3
+    result_ttl_s: int = 24 * 3600
+    max_queued_units: float = 1_000_000.0
+    ageing_ms: int = 5_000
+    retry_after_s: int = 2
+
+
+class ApiSettings(BaseModel):
+    """The HTTP API: bind address, tenants, SSE."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    sse_ping_s: float = 15.0
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+class WorkerSettings(BaseModel):
+    """A worker's budget and loop timing."""
+
+    unit_budget: float = 64.0
+    block_ms: int = 1_000
+    renew_every_ms: int = 10_000
+    flush_ms: int = 30
+    flush_tokens: int = 16
+
+
+class Settings(BaseSettings):
+    """All of inferq's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INFERQ_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    api_keys: dict[str, str] = Field(default_factory=dict)
+    models_dir: Path = Path.home() / ".cache" / "inferq" / "models"
+    catalogue: Path | None = None
+    default_model: str = "smollm2-135m-instruct"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: Any) -> Any:
+        """Accept ``key:tenant,key2:tenant2`` as well as a JSON object."""
+        if isinstance(value, str) and not value.lstrip().startswith("{"):
+            pairs = (item.split(":", 1) for item in value.split(",") if item.strip())
+            return {key.strip(): tenant.strip() for key, tenant in pairs}
+        return value

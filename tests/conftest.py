@@ -1,0 +1,65 @@
+"""Shared fixtures: one embedded Valkey server per test session, flushed between tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from queueing.catalogue import Catalogue, ModelSpec
+from queueing.connection import connect
+from queueing.server import EmbeddedValkey, port_is_free
+from queueing.settings import QueueSettings, Settings
+
+
+def free_port(start: int = 16400) -> int:
+    """A loopback port nothing listens on."""
+    return next(p for p in range(start, start + 500) if port_is_free("127.0.0.1", p))
+
+
+@pytest.fixture(scope="session")
+def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedValkey]:
+    """The session's embedded server."""
+    server = EmbeddedValkey(tmp_path_factory.mktemp("valkey"), free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis_client(valkey: EmbeddedValkey) -> AsyncIterator[aioredis.Redis]:
+    """A client on a freshly flushed server (FLUSHALL keeps the loaded functions)."""
+    client = await connect(valkey.url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """Default settings (models under the setup step's cache folder)."""
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def catalogue(settings: Settings) -> Catalogue:
+    """The packaged catalogue; fails clearly when the model was never prepared."""
+    cat = Catalogue.load(settings.models_dir, settings.catalogue)
+    spec = cat.get(settings.default_model)
+    if not (spec.path / "tokenizer.json").exists():
+        pytest.fail(f"{spec.path} is not prepared: run `make setup` (inferq model prepare)")
+    return cat
+
+
+@pytest.fixture(scope="session")
+def spec(catalogue: Catalogue, settings: Settings) -> ModelSpec:
+    """The default model."""
+    return catalogue.get(settings.default_model)
+
+
+@pytest.fixture
+def queue_settings() -> QueueSettings:
+    """Short leases and ageing so delivery tests run in seconds."""
+    return QueueSettings(lease_ms=800, max_deliveries=3, ageing_ms=200, result_ttl_s=600)

@@ -1,0 +1,49 @@
+"""The seam between the worker loop and an inference engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from queueing.schemas import SamplingParams
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """What the engine is asked to run."""
+
+    request_id: str
+    prompt: str
+    params: SamplingParams
+    priority: int = 0
+
+
+@dataclass
+class EngineDelta:
+    """A piece of output; the last one carries ``finish_reason`` and token counts."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class EngineError(Exception):
+    """The engine failed the request; ``retryable`` says whether another try may succeed."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Engine(Protocol):
+    """An inference engine the worker loop drives."""
+
+    def generate(self, request: EngineRequest) -> AsyncIterator[EngineDelta]:
+        """Stream output deltas for one request."""
+        ...
+
+    async def abort(self, request_id: str) -> None:
+        """Stop a running request now."""
+        ...
