@@ -41,5 +41,6 @@ def estimate(
         + images * spec.image_weight
     )
     units = round(units, 4)
-    return CostEstimate(units=units, band=bisect.bisect_left(spec.band_edges, units),
-                        expected_output_tokens=output)
+    return CostEstimate(
+        units=units, band=bisect.bisect_left(spec.band_edges, units), expected_output_tokens=output
+    )

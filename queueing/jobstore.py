@@ -41,13 +41,22 @@ class JobStore:
         fields = [item for pair in record.to_hash().items() for item in pair]
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.fcall(
-                "iq_enqueue", 6,
-                keys.job(record.id), keys.events(record.id), queue,
-                keys.units(record.model), keys.wake(record.model), idem,
-                record.id, str(record.estimated_units),
+                "iq_enqueue",
+                6,
+                keys.job(record.id),
+                keys.events(record.id),
+                queue,
+                keys.units(record.model),
+                keys.wake(record.model),
+                idem,
+                record.id,
+                str(record.estimated_units),
                 keys.queue_field(record.job_class, record.band),
-                str(self.settings.max_queued_units), str(self.settings.result_ttl_s),
-                str(time.time()), keys.EVENTS_CHANNEL, *fields,
+                str(self.settings.max_queued_units),
+                str(self.settings.result_ttl_s),
+                str(time.time()),
+                keys.EVENTS_CHANNEL,
+                *fields,
             )
             if self.wait_aof:
                 pipe.execute_command("WAITAOF", 1, 0, 0)
@@ -72,10 +81,17 @@ class JobStore:
         """Cancel: a queued job is removed at once; a running one is aborted by its worker."""
         record = await self.get(job_id, tenant)
         await self.client.fcall(
-            "iq_cancel", 4,
-            keys.job(job_id), keys.events(job_id), record.stream or "", keys.units(record.model),
-            job_id, str(time.time()), str(self.settings.result_ttl_s),
-            keys.EVENTS_CHANNEL, keys.CANCEL_CHANNEL,
+            "iq_cancel",
+            4,
+            keys.job(job_id),
+            keys.events(job_id),
+            record.stream or "",
+            keys.units(record.model),
+            job_id,
+            str(time.time()),
+            str(self.settings.result_ttl_s),
+            keys.EVENTS_CHANNEL,
+            keys.CANCEL_CHANNEL,
         )
         return await self.get(job_id, tenant)
 

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from queueing.keys import JobClass
 
-
 _JSON_FIELDS = ("result", "usage", "params", "metadata")
 
 

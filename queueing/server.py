@@ -58,14 +58,22 @@ class EmbeddedValkey:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             str(get_binary_path()),
-            "--port", str(self.port),
-            "--bind", self.host,
-            "--dir", str(self.data_dir),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--daemonize", "no",
-            "--logfile", str(self.log),
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.log),
         ]
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         self._wait_ready(timeout_s)

@@ -71,8 +71,14 @@ class WorkQueue:
     def _context(self) -> list[str]:
         s = self.settings
         return [
-            self.consumer, str(time.time()), str(s.result_ttl_s), str(s.max_deliveries),
-            keys.JOB_TEMPLATE, keys.EVENTS_TEMPLATE, keys.EVENTS_CHANNEL, keys.DEAD,
+            self.consumer,
+            str(time.time()),
+            str(s.result_ttl_s),
+            str(s.max_deliveries),
+            keys.JOB_TEMPLATE,
+            keys.EVENTS_TEMPLATE,
+            keys.EVENTS_CHANNEL,
+            keys.DEAD,
         ]
 
     async def claim(self, room: float, max_count: int, *, idle: bool) -> list[ClaimedJob]:
@@ -81,9 +87,15 @@ class WorkQueue:
         An idle worker always gets the best job, however large, so nothing is too big to run.
         """
         rows = await self.client.fcall(
-            "iq_claim", 2 + len(self.queues),
-            keys.units(self.spec.name), keys.wake(self.spec.name), *self.queues,
-            *self._context(), str(self.settings.ageing_ms), str(room), str(max_count),
+            "iq_claim",
+            2 + len(self.queues),
+            keys.units(self.spec.name),
+            keys.wake(self.spec.name),
+            *self.queues,
+            *self._context(),
+            str(self.settings.ageing_ms),
+            str(room),
+            str(max_count),
             "1" if idle else "0",
         )
         return _records(rows)
@@ -95,8 +107,13 @@ class WorkQueue:
     async def reclaim(self, max_count: int) -> list[ClaimedJob]:
         """Take over jobs whose lease lapsed (XAUTOCLAIM); too-often delivered ones go dead."""
         rows = await self.client.fcall(
-            "iq_reclaim", 1 + len(self.queues), keys.units(self.spec.name), *self.queues,
-            *self._context(), str(self.settings.lease_ms), str(max_count),
+            "iq_reclaim",
+            1 + len(self.queues),
+            keys.units(self.spec.name),
+            *self.queues,
+            *self._context(),
+            str(self.settings.lease_ms),
+            str(max_count),
         )
         return _records(rows)
 
@@ -105,8 +122,13 @@ class WorkQueue:
         if not jobs:
             return set(), set()
         lost, cancelled = await self.client.fcall(
-            "iq_renew", len(jobs), *(j.stream for j in jobs),
-            self.consumer, keys.JOB_TEMPLATE, *(j.entry for j in jobs), *(j.id for j in jobs),
+            "iq_renew",
+            len(jobs),
+            *(j.stream for j in jobs),
+            self.consumer,
+            keys.JOB_TEMPLATE,
+            *(j.entry for j in jobs),
+            *(j.id for j in jobs),
         )
         return set(lost), set(cancelled)
 
@@ -114,8 +136,14 @@ class WorkQueue:
         """Append events to the job's stream while this worker still owns it."""
         flat = [item for pair in events for item in pair]
         code = await self.client.fcall(
-            "iq_emit", 2, keys.job(job.id), keys.events(job.id),
-            self.consumer, job.id, keys.EVENTS_CHANNEL, *flat,
+            "iq_emit",
+            2,
+            keys.job(job.id),
+            keys.events(job.id),
+            self.consumer,
+            job.id,
+            keys.EVENTS_CHANNEL,
+            *flat,
         )
         return EmitOutcome(int(code))
 
@@ -141,20 +169,40 @@ class WorkQueue:
             final += ["error", json.dumps({"message": error})]
         flat = [item for pair in fields.items() for item in pair]
         code = await self.client.fcall(
-            "iq_complete", 4,
-            keys.job(job.id), keys.events(job.id), job.stream, keys.units(self.spec.name),
-            self.consumer, job.entry, job.id, status.value, str(time.time()),
-            str(self.settings.result_ttl_s), keys.EVENTS_CHANNEL, str(len(fields)), *flat, *final,
+            "iq_complete",
+            4,
+            keys.job(job.id),
+            keys.events(job.id),
+            job.stream,
+            keys.units(self.spec.name),
+            self.consumer,
+            job.entry,
+            job.id,
+            status.value,
+            str(time.time()),
+            str(self.settings.result_ttl_s),
+            keys.EVENTS_CHANNEL,
+            str(len(fields)),
+            *flat,
+            *final,
         )
         return int(code)
 
     async def release(self, job: ClaimedJob, reason: str, *, graceful: bool) -> bool:
         """Give the job back to its queue; a graceful release does not count as a delivery."""
         code = await self.client.fcall(
-            "iq_release", 5,
-            keys.job(job.id), keys.events(job.id), job.stream,
-            keys.units(self.spec.name), keys.wake(self.spec.name),
-            self.consumer, job.entry, job.id, reason, "1" if graceful else "0",
+            "iq_release",
+            5,
+            keys.job(job.id),
+            keys.events(job.id),
+            job.stream,
+            keys.units(self.spec.name),
+            keys.wake(self.spec.name),
+            self.consumer,
+            job.entry,
+            job.id,
+            reason,
+            "1" if graceful else "0",
             keys.EVENTS_CHANNEL,
         )
         return bool(code)

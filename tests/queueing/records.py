@@ -10,12 +10,23 @@ from queueing.schemas import JobRecord, JobStatus, SamplingParams
 
 
 def record(
-    model: str = "m", job_class: JobClass = JobClass.STANDARD, band: int = 0,
-    units: float = 0.05, tenant: str = "local",
+    model: str = "m",
+    job_class: JobClass = JobClass.STANDARD,
+    band: int = 0,
+    units: float = 0.05,
+    tenant: str = "local",
 ) -> JobRecord:
     """A queued job of the given class, band and cost."""
     return JobRecord(
-        id=new_job_id(), model=model, status=JobStatus.QUEUED, job_class=job_class,
-        estimated_units=units, created_at=time.time(), tenant=tenant, band=band,
-        prompt_tokens=3, prompt="hello there", params=SamplingParams(max_tokens=8),
+        id=new_job_id(),
+        model=model,
+        status=JobStatus.QUEUED,
+        job_class=job_class,
+        estimated_units=units,
+        created_at=time.time(),
+        tenant=tenant,
+        band=band,
+        prompt_tokens=3,
+        prompt="hello there",
+        params=SamplingParams(max_tokens=8),
     )

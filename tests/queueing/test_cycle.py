@@ -25,8 +25,12 @@ async def test_round_trip(redis_client: aioredis.Redis, queue_settings: QueueSet
     [claimed] = await wq.claim(10.0, 4, idle=True)
     assert claimed.id == job.id and claimed.record.status == JobStatus.RUNNING
     assert await wq.emit(claimed, [("tokens", '{"text":"hi"}')]) == EmitOutcome.OWNED
-    done = await wq.complete(claimed, JobStatus.SUCCEEDED, result=JobResult(text="hi"),
-                             usage=Usage(prompt_tokens=3, completion_tokens=1, total_tokens=4))
+    done = await wq.complete(
+        claimed,
+        JobStatus.SUCCEEDED,
+        result=JobResult(text="hi"),
+        usage=Usage(prompt_tokens=3, completion_tokens=1, total_tokens=4),
+    )
     assert done == 1
     assert await wq.complete(claimed, JobStatus.SUCCEEDED, result=JobResult(text="x")) == 0
     final = await store.get(job.id, "local")

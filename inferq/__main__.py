@@ -1,0 +1,5 @@
+"""``python -m inferq`` runs the CLI."""
+
+from inferq.cli import app
+
+app()

