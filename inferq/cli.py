@@ -74,6 +74,6 @@ def up() -> None:
         console.print(f"\ninferq is up: {base}  (queue server {url})")
         console.print(
             f"  curl -s {base}/v1/jobs -H 'content-type: application/json' "
-            "-d '{\"prompt\": \"What is the capital of France?\"}'\n"
+            '-d \'{"prompt": "What is the capital of France?"}\'\n'
         )
         supervisor.run()

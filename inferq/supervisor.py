@@ -42,7 +42,9 @@ class Supervisor:
         child = Child(name, [sys.executable, "-m", "inferq", *args], env)
         child.start()
         self.children.append(child)
-        self.console.print(f"[green]started[/] {name} (pid {child.proc.pid if child.proc else '?'})")
+        self.console.print(
+            f"[green]started[/] {name} (pid {child.proc.pid if child.proc else '?'})"
+        )
 
     def run(self, poll_s: float = 0.5) -> None:
         """Watch the children until SIGINT/SIGTERM, then stop them all."""

@@ -40,6 +40,9 @@ class ModelTokenizer:
     def render_chat(self, messages: list[ChatMessage]) -> str:
         """The prompt the model's chat template makes of ``messages``."""
         template = self._config.get("chat_template")
+        jinja_file = self.model_dir / "chat_template.jinja"
+        if not isinstance(template, str) and jinja_file.exists():
+            template = jinja_file.read_text()
         if not isinstance(template, str):
             raise InvalidRequest(f"model at {self.model_dir} has no chat template")
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)

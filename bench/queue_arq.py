@@ -1,0 +1,88 @@
+"""arq's side of the queue bench: ``enqueue_job`` producers and an arq ``Worker``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+from multiprocessing.synchronize import Barrier
+from typing import Any
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.worker import Worker
+
+from bench.sides import Plan, Report, phase
+
+POLL_DELAY_S = 0.001
+
+
+async def noop(ctx: dict[str, Any]) -> None:
+    """The job: nothing at all."""
+
+
+async def _burst(pool: ArqRedis, count: int, lanes: int) -> tuple[float, float]:
+    feed: Iterator[int] = iter(range(count))
+
+    async def lane() -> None:
+        for _ in feed:
+            await pool.enqueue_job("noop")
+
+    start = time.monotonic()
+    await asyncio.gather(*(lane() for _ in range(lanes)))
+    return start, time.monotonic()
+
+
+async def producer(plan: Plan, barrier: Barrier) -> Report:
+    """Enqueue ``noop`` jobs with ``plan.concurrency`` concurrent lanes."""
+    pool = await create_pool(RedisSettings.from_dsn(plan.url))
+    await phase(barrier)
+    await _burst(pool, plan.warmup, plan.concurrency)
+    await phase(barrier)
+    start, acked = await _burst(pool, plan.n, plan.concurrency)
+    await phase(barrier)
+    await pool.aclose()
+    return {"start": start, "acked": acked}
+
+
+async def _work(pool: ArqRedis, plan: Plan, target: int) -> float:
+    """Run an arq worker until ``target`` jobs are done; returns when the last one was."""
+    done = asyncio.Event()
+    state = {"count": 0, "finished": 0.0}
+
+    async def after_job_end(ctx: dict[str, Any]) -> None:
+        state["count"] += 1
+        if state["count"] == target:
+            state["finished"] = time.monotonic()
+            done.set()
+
+    worker = Worker(
+        functions=[noop],
+        redis_pool=pool,
+        poll_delay=POLL_DELAY_S,
+        max_jobs=plan.batch,
+        handle_signals=False,
+        after_job_end=after_job_end,
+    )
+    main = asyncio.create_task(worker.main())
+    waiter = asyncio.create_task(done.wait())
+    await asyncio.wait([main, waiter], return_when=asyncio.FIRST_COMPLETED)
+    main.cancel()
+    waiter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await main
+    if not done.is_set():
+        raise RuntimeError(f"arq worker stopped after {state['count']} of {target} jobs")
+    return state["finished"]
+
+
+async def consumer(plan: Plan, barrier: Barrier) -> Report:
+    """One arq worker process (not burst mode: see the bench's notes)."""
+    pool = await create_pool(RedisSettings.from_dsn(plan.url))
+    await phase(barrier)
+    await _work(pool, plan, plan.warmup)
+    await phase(barrier)
+    finished = await _work(pool, plan, plan.n)
+    await phase(barrier)
+    await pool.aclose()
+    return {"finished": finished}

@@ -1,0 +1,85 @@
+"""Run one side of a bench as a producer process and a consumer process, in lock step."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.synchronize import Barrier
+from typing import Any
+
+import uvloop
+
+Report = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one side runs: warm-up, a timed burst of ``n`` jobs, then a paced latency run."""
+
+    url: str
+    n: int
+    warmup: int
+    concurrency: int
+    batch: int
+    consumers: int
+    rate: float
+    latency_s: float
+
+    @property
+    def paced(self) -> int:
+        """Jobs in the paced latency run (none when ``rate`` is 0)."""
+        return int(self.rate * self.latency_s)
+
+
+Role = Callable[[Plan, Barrier], Awaitable[Report]]
+
+
+def _child(role: Role, name: str, plan: Plan, barrier: Barrier, out: Any) -> None:
+    try:
+        report = uvloop.run(role(plan, barrier))
+    except BaseException:
+        barrier.abort()
+        out.put((name, {"error": traceback.format_exc()}))
+    else:
+        out.put((name, report))
+
+
+def run_side(plan: Plan, roles: Sequence[tuple[str, Role]], timeout_s: float) -> dict[str, Report]:
+    """Start one process per role, wait for their reports, and fail loudly if any failed."""
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(len(roles), timeout=timeout_s)
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=_child, args=(role, name, plan, barrier, out), daemon=True)
+        for name, role in roles
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        reports = dict(out.get(timeout=timeout_s) for _ in procs)
+    finally:
+        for proc in procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+    errors = [f"{name}:\n{r['error']}" for name, r in reports.items() if "error" in r]
+    if errors:
+        raise RuntimeError("bench process failed:\n" + "\n".join(errors))
+    return reports
+
+
+async def phase(barrier: Barrier) -> None:
+    """Wait until every process of the side reached the same phase."""
+    await asyncio.get_running_loop().run_in_executor(None, barrier.wait)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
