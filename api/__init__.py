@@ -1,0 +1,1 @@
+"""The inferq HTTP API: a thin FastAPI layer over the queue."""

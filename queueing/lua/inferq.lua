@@ -31,10 +31,10 @@ local function ensure_group(queue)
   end
 end
 
--- Finish a job: status, fields, final events, ack, counters, retention.
+-- Finish a job of `units` estimated units: status, fields, final events, ack, counters, retention.
 -- fields: flat list of hash fields to set; events: flat list of kind, data.
-local function finish(job, ev, queue, units_key, entry_id, status, now, ttl, fields, events, channel, job_id)
-  local units = tonumber(redis.call('HGET', job, 'estimated_units') or '0')
+local function finish(job, ev, queue, units_key, entry_id, units, status, now, ttl, fields, events,
+                      channel, job_id)
   redis.call('HSET', job, 'status', status, 'finished_at', now, unpack(fields))
   ack(queue, entry_id)
   redis.call('HINCRBYFLOAT', units_key, 'inflight', -units)
@@ -75,23 +75,60 @@ local function enqueue(keys, args)
   return {1, job_id}
 end
 
--- The first undelivered entry of a queue: {entry_id, job_id, units, ts_ms} or false.
-local function peek(queue)
+-- A reader over a queue's undelivered entries (after the group's last-delivered id), or false.
+-- Entries are read ahead in growing chunks, so a claim reads each queue's group info once.
+local function cursor(queue)
   if redis.call('EXISTS', queue) == 0 then return false end
-  local groups = redis.call('XINFO', 'GROUPS', queue)
   local last = '0-0'
-  for _, g in ipairs(groups) do
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', queue)) do
     local info = {}
     for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
     if info['name'] == GROUP then last = info['last-delivered-id'] end
   end
-  local rows = redis.call('XRANGE', queue, '(' .. last, '+', 'COUNT', 1)
-  if #rows == 0 then return false end
-  local id, f = rows[1][1], rows[1][2]
-  local fields = {}
-  for i = 1, #f, 2 do fields[f[i]] = f[i + 1] end
-  local ts = tonumber(string.match(id, '^(%d+)'))
-  return {id, fields['job'], tonumber(fields['units']), ts}
+  return {queue = queue, after = last, rows = {}, pos = 1, chunk = 4, drained = false}
+end
+
+-- The cursor's next undelivered entry: {entry_id, job_id, units, ts_ms}, or nil.
+-- `want` bounds how many entries a refill reads.
+local function head(c, want)
+  if c.pos > #c.rows then
+    if c.drained then return nil end
+    local n = math.max(1, math.min(c.chunk, want))
+    local rows = redis.call('XRANGE', c.queue, '(' .. c.after, '+', 'COUNT', n)
+    c.drained, c.rows, c.pos, c.chunk = #rows < n, {}, 1, c.chunk * 4
+    for i, row in ipairs(rows) do
+      local id, f = row[1], row[2]
+      local fields = {}
+      for j = 1, #f, 2 do fields[f[j]] = f[j + 1] end
+      c.rows[i] = {id, fields['job'], tonumber(fields['units']), tonumber(string.match(id, '^(%d+)'))}
+    end
+    if #rows == 0 then return nil end
+    c.after = rows[#rows][1]
+  end
+  return c.rows[c.pos]
+end
+
+-- Units moved from queued to in-flight by one claim, applied to the counters once at its end.
+local function move(ctx, qfield, units)
+  local m = ctx.moved
+  if not m.by[qfield] then
+    m.by[qfield] = {0, 0}
+    table.insert(m.order, qfield)
+  end
+  m.by[qfield][1] = m.by[qfield][1] + units
+  m.by[qfield][2] = m.by[qfield][2] + 1
+  m.units = m.units + units
+end
+
+local function apply_moves(ctx)
+  local m = ctx.moved
+  if #m.order == 0 then return end
+  redis.call('HINCRBYFLOAT', ctx.units_key, 'queued', -m.units)
+  for _, qfield in ipairs(m.order) do
+    redis.call('HINCRBYFLOAT', ctx.units_key, 'u:' .. qfield, -m.by[qfield][1])
+    redis.call('HINCRBY', ctx.units_key, 'n:' .. qfield, -m.by[qfield][2])
+  end
+  redis.call('HINCRBYFLOAT', ctx.units_key, 'inflight', m.units)
 end
 
 -- Take a delivered entry: count the attempt, dead-letter or cancel, else mark it running.
@@ -99,22 +136,17 @@ end
 local function take(ctx, queue, entry_id, job_id, fresh)
   local job = string.format(ctx.job_t, job_id)
   local ev = string.format(ctx.ev_t, job_id)
-  local status = redis.call('HGET', job, 'status')
+  local cur = redis.call('HMGET', job, 'status', 'estimated_units', 'job_class', 'band', 'cancel')
+  local status = cur[1]
   if not status or TERMINAL[status] then
     ack(queue, entry_id)
     return false
   end
-  local units = tonumber(redis.call('HGET', job, 'estimated_units') or '0')
-  if fresh then
-    local qfield = redis.call('HGET', job, 'job_class') .. ':' .. redis.call('HGET', job, 'band')
-    redis.call('HINCRBYFLOAT', ctx.units_key, 'queued', -units)
-    redis.call('HINCRBYFLOAT', ctx.units_key, 'u:' .. qfield, -units)
-    redis.call('HINCRBY', ctx.units_key, 'n:' .. qfield, -1)
-    redis.call('HINCRBYFLOAT', ctx.units_key, 'inflight', units)
-  end
+  local units = tonumber(cur[2] or '0')
+  if fresh then move(ctx, cur[3] .. ':' .. cur[4], units) end
   local attempts = redis.call('HINCRBY', job, 'attempts', 1)
-  if redis.call('HGET', job, 'cancel') == '1' then
-    finish(job, ev, queue, ctx.units_key, entry_id, 'cancelled', ctx.now, ctx.ttl,
+  if cur[5] == '1' then
+    finish(job, ev, queue, ctx.units_key, entry_id, units, 'cancelled', ctx.now, ctx.ttl,
       {'error', 'cancelled before it ran'}, {}, ctx.channel, job_id)
     return false
   end
@@ -123,7 +155,7 @@ local function take(ctx, queue, entry_id, job_id, fresh)
       ' times without completing (its workers crashed or lost their lease)'
     redis.call('XADD', ctx.dead, 'MAXLEN', '~', 100000, '*', 'job', job_id,
       'queue', queue, 'attempts', attempts - 1, 'reason', reason)
-    finish(job, ev, queue, ctx.units_key, entry_id, 'failed', ctx.now, ctx.ttl,
+    finish(job, ev, queue, ctx.units_key, entry_id, units, 'failed', ctx.now, ctx.ttl,
       {'error', reason}, {'error', cjson.encode({message = reason})}, ctx.channel, job_id)
     return false
   end
@@ -137,7 +169,7 @@ local function context(args)
   return {
     consumer = args[1], now = args[2], ttl = tonumber(args[3]),
     max_deliveries = tonumber(args[4]), job_t = args[5], ev_t = args[6],
-    channel = args[7], dead = args[8]
+    channel = args[7], dead = args[8], moved = {units = 0, by = {}, order = {}}
   }
 end
 
@@ -149,25 +181,24 @@ local function claim(keys, args)
   ctx.units_key = keys[1]
   local now, ageing = tonumber(args[2]) * 1000, tonumber(args[9])
   local room, max_count, idle = tonumber(args[10]), tonumber(args[11]), args[12] == '1'
-  local heads, claimed = {}, {}
+  local cursors, claimed = {}, {}
+  for i = 3, #keys do cursors[i] = cursor(keys[i]) end
   while #claimed < max_count do
-    local best, best_score = nil, nil
+    local best, best_score, h = nil, nil, nil
     for i = 3, #keys do
-      if heads[i] == nil then heads[i] = peek(keys[i]) end
-      local h = heads[i]
-      if h then
-        local score = (i - 3) - (now - h[4]) / ageing
-        if best == nil or score < best_score then best, best_score = i, score end
+      local head_i = cursors[i] and head(cursors[i], max_count - #claimed)
+      if head_i then
+        local score = (i - 3) - (now - head_i[4]) / ageing
+        if best == nil or score < best_score then best, best_score, h = i, score, head_i end
       end
     end
     if best == nil then
       if #claimed == 0 then redis.call('DEL', keys[2]) end
       break
     end
-    local h = heads[best]
     if h[3] > room and not (idle and #claimed == 0) then break end
     redis.call('XREADGROUP', 'GROUP', GROUP, ctx.consumer, 'COUNT', 1, 'STREAMS', keys[best], '>')
-    heads[best] = nil
+    cursors[best].pos = cursors[best].pos + 1
     local job = take(ctx, keys[best], h[1], h[2], true)
     if job then
       room = room - h[3]
@@ -175,6 +206,7 @@ local function claim(keys, args)
     end
     idle = idle and #claimed == 0
   end
+  apply_moves(ctx)
   return claimed
 end
 
@@ -243,7 +275,7 @@ end
 local function complete(keys, args)
   local job, ev, queue, units_key = keys[1], keys[2], keys[3], keys[4]
   local consumer, entry_id, job_id, status = args[1], args[2], args[3], args[4]
-  local current = redis.call('HMGET', job, 'status', 'worker')
+  local current = redis.call('HMGET', job, 'status', 'worker', 'estimated_units')
   if not current[1] or TERMINAL[current[1]] then
     ack(queue, entry_id)
     return 0
@@ -252,8 +284,8 @@ local function complete(keys, args)
   local nfields = tonumber(args[8])
   local fields = {unpack(args, 9, 8 + nfields * 2)}
   local events = {unpack(args, 9 + nfields * 2)}
-  finish(job, ev, queue, units_key, entry_id, status, args[5], tonumber(args[6]), fields,
-    events, args[7], job_id)
+  finish(job, ev, queue, units_key, entry_id, tonumber(current[3] or '0'), status, args[5],
+    tonumber(args[6]), fields, events, args[7], job_id)
   return 1
 end
 

@@ -1,0 +1,90 @@
+"""The FastAPI app factory: everything it shares lives on ``app.state``, made in the lifespan."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from api import errors
+from api.bodylimit import BodyLimit
+from api.events import EventHub
+from api.metrics import Metrics
+from api.routes import events, health, jobs
+from queueing.admission import Admission
+from queueing.catalogue import Catalogue
+from queueing.connection import connect
+from queueing.jobstore import JobStore
+from queueing.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REDIS_CONNECTIONS = 64
+
+
+class UnsafeBind(RuntimeError):
+    """The API would listen beyond loopback with no API keys to guard it."""
+
+
+def check_bind(settings: Settings) -> None:
+    """Refuse a non-loopback bind address unless API keys are configured."""
+    if settings.api_keys:
+        return
+    host = settings.api.host.strip("[]")
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise UnsafeBind(
+            f"refusing to listen on {settings.api.host!r} without API keys: anyone who can "
+            "reach it could submit jobs. Set INFERQ_API_KEYS (key:tenant,...) or bind "
+            "INFERQ_API__HOST to 127.0.0.1."
+        )
+
+
+def create_app(settings: Settings, redis_url: str) -> FastAPI:
+    """The inferq HTTP API over the queue at ``redis_url``."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = await connect(redis_url, max_connections=REDIS_CONNECTIONS, blocking=True)
+        hub = EventHub(client)
+        try:
+            store = JobStore(client, settings.queue)
+            if settings.redis.wait_aof and not await store.check_durability():
+                log.warning(
+                    "the queue server has no WAITAOF: a 202 means the job is written, "
+                    "not yet fsynced to the AOF"
+                )
+            catalogue = Catalogue.load(settings.models_dir, settings.catalogue)
+            await hub.start()
+            app.state.settings = settings
+            app.state.store = store
+            app.state.catalogue = catalogue
+            app.state.admission = Admission(catalogue, settings.default_model)
+            app.state.hub = hub
+            app.state.metrics = Metrics(CollectorRegistry())
+            yield
+        finally:
+            await hub.stop()
+            await client.aclose()
+
+    app = FastAPI(
+        title="inferq",
+        summary="Asynchronous LLM inference over Redis streams",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    app.include_router(jobs.router)
+    app.include_router(events.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,116 @@
+"""Every error the API answers, as an OpenAI-shaped body: ``{"error": {...}}``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
+
+from queueing.errors import InferqError, QueueFull, ServerError
+
+log = logging.getLogger(__name__)
+
+
+class Unauthorized(InferqError):
+    """No API key, or one that maps to no tenant."""
+
+    status = 401
+    code = "invalid_api_key"
+    kind = "invalid_request_error"
+
+
+class BodyTooLarge(InferqError):
+    """The request body is larger than ``api.max_body_bytes``."""
+
+    status = 413
+    code = "request_too_large"
+    kind = "invalid_request_error"
+
+
+def error_body(message: str, kind: str, code: str | None, param: str | None) -> dict[str, Any]:
+    """The OpenAI error envelope."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def count_rejection(app: Any, code: str) -> None:
+    """Count a refused request on the app's metrics (absent before startup completes)."""
+    metrics = getattr(getattr(app, "state", None), "metrics", None)
+    if metrics is not None:
+        metrics.rejections.labels(code=code).inc()
+
+
+def error_response(request: Request, exc: InferqError) -> JSONResponse:
+    """The HTTP answer for an inferq error."""
+    count_rejection(request.app, exc.code)
+    headers: dict[str, str] = {}
+    if isinstance(exc, QueueFull):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    body = error_body(exc.message, exc.kind, exc.code, exc.param)
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+def _location(loc: Sequence[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str | None]:
+    """A readable message naming each bad field and what is wrong, and the first field's name."""
+    parts: list[str] = []
+    for err in errors:
+        loc = tuple(err.get("loc", ()))
+        if err.get("type") == "json_invalid":
+            ctx = err.get("ctx") or {}
+            detail = ctx.get("error", "invalid JSON")
+            position = f" at position {loc[1]}" if len(loc) > 1 else ""
+            parts.append(f"body: the body is not valid JSON ({detail}{position})")
+        elif err.get("type") == "model_attributes_type" and loc == ("body",):
+            parts.append("body: must be a JSON object sent with Content-Type: application/json")
+        else:
+            message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+            parts.append(f"{_location(loc)}: {message}")
+    first = errors[0] if errors else {}
+    located = first.get("type") != "json_invalid" and len(first.get("loc", ())) > 1
+    return "; ".join(parts), _location(first["loc"][1:]) if located else None
+
+
+async def _inferq(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InferqError)
+    return error_response(request, exc)
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    message, param = describe(exc.errors())
+    count_rejection(request.app, "invalid_request")
+    body = error_body(message, "invalid_request_error", "invalid_request", param)
+    return JSONResponse(body, status_code=422)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    count_rejection(request.app, code)
+    body = error_body(str(exc.detail), kind, code, None)
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _redis(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("queue server error on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(request, ServerError("the queue server is unavailable; retry later"))
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(InferqError, _inferq)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(RedisError, _redis)

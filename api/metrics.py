@@ -1,0 +1,41 @@
+"""The API's Prometheus metrics, on a registry of its own (one per app)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from queueing.catalogue import Catalogue
+from queueing.jobstore import JobStore
+
+
+class Metrics:
+    """Counters the routes update, and unit gauges read from Redis at scrape time."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.submitted = Counter(
+            "inferq_jobs_submitted",
+            "Jobs accepted by the API",
+            ["model", "job_class"],
+            registry=registry,
+        )
+        self.rejections = Counter(
+            "inferq_api_rejections", "Requests refused, by error code", ["code"], registry=registry
+        )
+        self.sse_clients = Gauge(
+            "inferq_sse_clients", "Server-sent event streams open now", registry=registry
+        )
+        self.queued_units = Gauge(
+            "inferq_queued_units", "Model units waiting in queues", ["model"], registry=registry
+        )
+        self.inflight_units = Gauge(
+            "inferq_inflight_units", "Model units running on workers", ["model"], registry=registry
+        )
+
+    async def render(self, store: JobStore, catalogue: Catalogue) -> bytes:
+        """The text exposition, with unit gauges refreshed from the queue."""
+        for spec in catalogue.models.values():
+            counters = await store.unit_counters(spec)
+            self.queued_units.labels(model=spec.name).set(counters.get("queued", 0.0))
+            self.inflight_units.labels(model=spec.name).set(counters.get("inflight", 0.0))
+        return generate_latest(self.registry)

@@ -1,0 +1,104 @@
+"""``/v1/jobs``: submit a job, look it up, cancel it."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Header, Path, Response
+from fastapi.exceptions import RequestValidationError
+
+from api.deps import AdmissionDep, MetricsDep, StoreDep, TenantDep
+from queueing.errors import InvalidRequest
+from queueing.schemas import JobCreate, JobPublic
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JobId = Annotated[str, Path(min_length=1, max_length=128, description="The job's id")]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text}
+    for code, text in {
+        400: "Invalid request (e.g. context length exceeded)",
+        401: "Missing or unknown API key",
+        404: "No such job or model",
+        413: "Body too large",
+        422: "Malformed body",
+        429: "Queue full; retry after the Retry-After header",
+    }.items()
+}
+
+
+def _check_unicode(body: JobCreate) -> None:
+    """Refuse lone surrogates (``"\\ud800"`` is valid JSON but not text a tokenizer can take)."""
+    try:
+        json.dumps(body.model_dump(), ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        error = {
+            "type": "string_unicode",
+            "loc": ("body",),
+            "msg": "text must be valid Unicode; lone surrogates such as \\ud800 are not allowed",
+        }
+        raise RequestValidationError([error]) from exc
+
+
+def _idempotency_key(body: JobCreate, header: str | None) -> str | None:
+    if body.idempotency_key and header and body.idempotency_key != header:
+        raise InvalidRequest(
+            "the body's idempotency_key and the Idempotency-Key header differ",
+            param="idempotency_key",
+        )
+    return body.idempotency_key or header
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobPublic,
+    responses={200: {"description": "Replayed idempotency key: the original job"}, **_ERRORS},
+)
+async def create_job(
+    body: JobCreate,
+    response: Response,
+    tenant: TenantDep,
+    store: StoreDep,
+    admission: AdmissionDep,
+    metrics: MetricsDep,
+    idempotency_header: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+    ] = None,
+) -> JobPublic:
+    """Queue a job; 202 once it is durable, 200 with the original job on a replayed key."""
+    _check_unicode(body)
+    key = _idempotency_key(body, idempotency_header)
+    admit = partial(
+        admission.admit,
+        tenant=tenant,
+        model=body.model,
+        prompt=body.prompt,
+        messages=body.messages,
+        params=body.params,
+        job_class=body.job_class,
+        metadata=body.metadata,
+    )
+    record = await anyio.to_thread.run_sync(admit)
+    job_id = await store.enqueue(record, idempotency_key=key)
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
+    if job_id != record.id:
+        response.status_code = 200
+        return (await store.get(job_id, tenant)).public()
+    metrics.submitted.labels(model=record.model, job_class=record.job_class.value).inc()
+    return record.public()
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=_ERRORS)
+async def get_job(job_id: JobId, tenant: TenantDep, store: StoreDep) -> JobPublic:
+    """The job's status, and its result once it has one."""
+    return (await store.get(job_id, tenant)).public()
+
+
+@router.delete("/{job_id}", response_model=JobPublic, responses=_ERRORS)
+async def cancel_job(job_id: JobId, tenant: TenantDep, store: StoreDep) -> JobPublic:
+    """Cancel: a queued job is cancelled at once; a running one is aborted by its worker."""
+    return (await store.cancel(job_id, tenant)).public()

@@ -1,0 +1,38 @@
+"""Fixtures for API tests: settings, an in-process client, and a simulated worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from queueing.catalogue import ModelSpec
+from queueing.server import EmbeddedValkey
+from queueing.settings import ApiSettings, QueueSettings, Settings
+from queueing.workqueue import WorkQueue
+from tests.api.support import api_client
+
+
+@pytest.fixture
+def api_settings(queue_settings: QueueSettings) -> Settings:
+    """Default settings with short leases and a short SSE keep-alive."""
+    return Settings(queue=queue_settings, api=ApiSettings(sse_ping_s=1.0), api_keys={})
+
+
+@pytest.fixture
+async def client(
+    redis_client: aioredis.Redis, valkey: EmbeddedValkey, api_settings: Settings, spec: ModelSpec
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client on the app (in-process, lifespan running) over a flushed server."""
+    async with api_client(api_settings, valkey.url) as http:
+        yield http
+
+
+@pytest.fixture
+def worker(
+    redis_client: aioredis.Redis, spec: ModelSpec, queue_settings: QueueSettings
+) -> WorkQueue:
+    """A simulated worker: the real claim/emit/complete path, driven by the test."""
+    return WorkQueue(redis_client, spec, "test-worker", queue_settings)
