@@ -14,7 +14,7 @@ from api import errors
 from api.bodylimit import BodyLimit
 from api.events import EventHub
 from api.metrics import Metrics
-from api.routes import events, health, jobs
+from api.routes import events, health, jobs, openai
 from queueing.admission import Admission
 from queueing.catalogue import Catalogue
 from queueing.connection import connect
@@ -86,5 +86,6 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
     app.include_router(jobs.router)
     app.include_router(events.router)
+    app.include_router(openai.router)
     app.include_router(health.router)
     return app

@@ -18,6 +18,8 @@ if __name__ == "__main__":
 import argparse  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
+from importlib.metadata import version  # noqa: E402
 from typing import Any  # noqa: E402
 
 import redis  # noqa: E402
@@ -28,18 +30,21 @@ from queueing.server import EmbeddedValkey, port_is_free  # noqa: E402
 
 
 def _args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(description="inferq vs arq: bare queue round trips")
     p.add_argument("--quick", action="store_true", help="a smaller run of the same shape")
-    p.add_argument("--n", type=int, help="timed jobs per side")
-    p.add_argument("--concurrency", type=int, default=1024, help="producer in-flight enqueues")
-    p.add_argument("--batch", type=int, default=256, help="claim max_count / arq max_jobs")
+    p.add_argument("--n", type=int, help="timed jobs per run")
+    p.add_argument("--concurrency", type=int, default=2048, help="producer in-flight enqueues")
+    p.add_argument("--enqueue-batch", type=int, default=64, help="jobs per enqueue_many")
+    p.add_argument("--claim-batch", type=int, default=256, help="claim max_count")
     p.add_argument("--consumers", type=int, default=2, help="concurrent claim loops (inferq)")
+    p.add_argument("--max-jobs", type=int, default=100, help="arq Worker max_jobs")
     p.add_argument("--rate", type=float, default=2000.0, help="offered rate of the paced run")
     p.add_argument("--latency-s", type=float, help="length of the paced run")
     return p.parse_args()
 
 
 def _server_config(url: str) -> dict[str, str]:
+    """FLUSHALL (the Lua library stays), then the server's version and persistence config."""
     client = redis.Redis.from_url(url, decode_responses=True)
     try:
         client.flushall()
@@ -50,9 +55,37 @@ def _server_config(url: str) -> dict[str, str]:
         client.close()
 
 
-def _rate(n: int, producer: Report, consumer: Report) -> tuple[float, float, float]:
-    elapsed = consumer["finished"] - producer["start"]
-    return n / elapsed, elapsed, producer["acked"] - producer["start"]
+@dataclass(frozen=True)
+class Run:
+    """One timed run: jobs/s from the first enqueue to the last completion, and its CPU cost."""
+
+    n: int
+    producer: Report
+    consumer: Report
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds from the first enqueue to the last completion."""
+        return float(self.consumer["finished"] - self.producer["start"])
+
+    @property
+    def jobs_s(self) -> float:
+        """End-to-end throughput."""
+        return self.n / self.elapsed
+
+    def describe(self) -> str:
+        """Throughput, timing, and CPU microseconds per job by process."""
+        us = {
+            "producer": self.producer["proc"],
+            "consumer": self.consumer["proc"],
+            "valkey": self.consumer["server"],
+        }
+        cpu = ", ".join(f"{name} {1e6 * s / self.n:.0f}" for name, s in us.items())
+        return (
+            f"{self.jobs_s:9,.0f} jobs/s end to end ({self.elapsed:.2f} s, all acked after "
+            f"{self.producer['acked'] - self.producer['start']:.2f} s); CPU µs/job: {cpu}; "
+            f"total {1e6 * sum(us.values()) / self.n:.0f}"
+        )
 
 
 def main() -> None:
@@ -64,74 +97,75 @@ def main() -> None:
         n=n,
         warmup=max(1_000, n // 10),
         concurrency=args.concurrency,
-        batch=args.batch,
+        enqueue_batch=args.enqueue_batch,
+        claim_batch=args.claim_batch,
         consumers=args.consumers,
+        max_jobs=args.max_jobs,
         rate=args.rate,
         latency_s=args.latency_s or (1.5 if args.quick else 4.0),
     )
     port = next(p for p in range(16900, 17400) if port_is_free("127.0.0.1", p))
     with tempfile.TemporaryDirectory() as tmp, EmbeddedValkey(Path(tmp), port) as server:
         cfg = _server_config(server.url)
-        side = Plan(**{**plan.__dict__, "url": server.url})
-        roles = queue_inferq.producer, queue_inferq.consumer
-        iq = run_side(side, [("producer", roles[0]), ("consumer", roles[1])], 300)
+        plan = replace(plan, url=server.url)
+        iq = run_side(plan, [("p", queue_inferq.producer), ("c", queue_inferq.consumer)], 600)
         _server_config(server.url)
-        arq_plan = Plan(**{**side.__dict__, "rate": 0.0})
-        roles = queue_arq.producer, queue_arq.consumer
-        aq = run_side(arq_plan, [("producer", roles[0]), ("consumer", roles[1])], 300)
-    iq_rate, iq_s, iq_ack = _rate(n, iq["producer"], iq["consumer"])
-    aq_rate, aq_s, aq_ack = _rate(n, aq["producer"], aq["consumer"])
-    lat = [x * 1000 for x in iq["consumer"]["latencies"]]
+        aq = run_side(plan, [("p", queue_arq.producer), ("c", queue_arq.consumer)], 600)
+    _print(plan, cfg, iq, aq)
+
+
+def _print(plan: Plan, cfg: dict[str, str], iq: dict[str, Report], aq: dict[str, Report]) -> None:
+    n = plan.n
+    each = Run(n, iq["p"]["each"], iq["c"]["each"])
+    many = Run(n, iq["p"]["many"], iq["c"]["many"])
+    arq = Run(n, aq["p"]["timed"], aq["c"]["timed"])
+    lat = [x * 1000 for x in iq["c"]["latencies"]]
     p50, p99 = percentile(lat, 50), percentile(lat, 99)
-    wait_aof = bool(iq["producer"]["wait_aof"])
     print(
         f"server: valkey {cfg['valkey']}, appendonly={cfg['appendonly']} "
         f"appendfsync={cfg['appendfsync']} hz={cfg['hz']}; the same server and AOF config for "
-        "both sides, FLUSHALL between them; each side: 1 producer + 1 consumer process"
+        "both sides, FLUSHALL between them; per side 1 producer + 1 consumer process, "
+        f"{n:,} timed jobs after a {plan.warmup:,}-job warm-up"
     )
     print(
-        f"inferq: JobStore.enqueue x{n} ({plan.concurrency} concurrent, WAITAOF on every "
-        f"acknowledged enqueue: {wait_aof}); claim max_count={plan.batch}, "
-        f"{plan.consumers} claim loops, complete with an empty result"
+        f"inferq producer: {plan.concurrency} concurrent JobStore.enqueue, WAITAOF 1 0 0 on "
+        f"every acknowledged enqueue: {iq['p']['wait_aof']} (the API's path); consumer: "
+        f"{plan.consumers} loops of claim(max_count={plan.claim_batch}) → no-op → "
+        "complete_many (one round trip per batch)"
     )
-    print(f"inferq: {iq_rate:,.0f} jobs/s end to end ({iq_s:.2f} s; producer acked in {iq_ack:.2f} s)")
+    print(f"inferq:  {each.describe()}")
+    print(f"inferq, producer using enqueue_many({plan.enqueue_batch}), one WAITAOF per batch:")
+    print(f"         {many.describe()}")
     print(
-        f"arq {_arq_version()}: enqueue_job x{n} ({plan.concurrency} concurrent; arq's enqueue "
-        f"does not wait for fsync), Worker(max_jobs={plan.batch}, "
-        f"poll_delay={queue_arq.POLL_DELAY_S}) running a no-op"
+        f"arq {version('arq')}: {plan.concurrency} concurrent enqueue_job (returns before any "
+        f"fsync: arq has no WAITAOF), Worker(max_jobs={plan.max_jobs}, "
+        f"poll_delay={queue_arq.POLL_DELAY_S}) running a no-op, stopped after the n-th job"
     )
-    print(f"arq:    {aq_rate:,.0f} jobs/s end to end ({aq_s:.2f} s; producer acked in {aq_ack:.2f} s)")
-    print(f"ratio:  {iq_rate / aq_rate:.1f}x")
+    print(f"arq:     {arq.describe()}")
+    ratio, ratio_many = each.jobs_s / arq.jobs_s, many.jobs_s / arq.jobs_s
+    print(f"ratio:   {ratio:.2f}x (enqueue_many: {ratio_many:.2f}x)")
     print(
-        f"latency: {plan.paced} jobs offered at {plan.rate:g}/s: enqueue→claim p50 {p50:.2f} ms, "
-        f"p99 {p99:.2f} ms, max {max(lat, default=0):.2f} ms "
-        f"(producer p99 lag behind schedule {iq['producer']['lag_p99_ms']:.2f} ms)"
+        f"latency: {plan.paced:,} jobs offered at {plan.rate:g}/s, one JobStore.enqueue each: "
+        f"enqueue→claim p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {max(lat, default=0):.2f} ms "
+        f"(producer's p99 lag behind its schedule {iq['p']['lag_p99_ms']:.2f} ms)"
     )
-    print(
-        json.dumps(
-            {
-                "bench": "queue",
-                "n": n,
-                "inferq_jobs_s": round(iq_rate),
-                "arq_jobs_s": round(aq_rate),
-                "ratio": round(iq_rate / aq_rate, 2),
-                "claim_p50_ms": round(p50, 3),
-                "claim_p99_ms": round(p99, 3),
-                "offered_rate": plan.rate,
-                "paced_jobs": plan.paced,
-                "wait_aof": wait_aof,
-                "arq_waits_fsync": False,
-                "appendfsync": cfg["appendfsync"],
-                "hz": int(cfg["hz"]),
-            }
-        )
-    )
-
-
-def _arq_version() -> str:
-    from importlib.metadata import version
-
-    return version("arq")
+    figures = {
+        "bench": "queue",
+        "n": n,
+        "inferq_jobs_s": round(each.jobs_s),
+        "arq_jobs_s": round(arq.jobs_s),
+        "ratio": round(ratio, 2),
+        "claim_p50_ms": round(p50, 3),
+        "claim_p99_ms": round(p99, 3),
+        "offered_rate": plan.rate,
+        "inferq_enqueue_many_jobs_s": round(many.jobs_s),
+        "ratio_enqueue_many": round(ratio_many, 2),
+        "wait_aof": iq["p"]["wait_aof"],
+        "arq_waits_fsync": False,
+        "appendfsync": cfg["appendfsync"],
+        "hz": int(cfg["hz"]),
+    }
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Any
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Worker
 
-from bench.sides import Plan, Report, phase
+from bench.sides import Meter, Plan, Report, metered, phase
 
 POLL_DELAY_S = 0.001
 
@@ -21,7 +21,7 @@ async def noop(ctx: dict[str, Any]) -> None:
     """The job: nothing at all."""
 
 
-async def _burst(pool: ArqRedis, count: int, lanes: int) -> tuple[float, float]:
+async def _burst(pool: ArqRedis, count: int, lanes: int) -> Report:
     feed: Iterator[int] = iter(range(count))
 
     async def lane() -> None:
@@ -30,7 +30,7 @@ async def _burst(pool: ArqRedis, count: int, lanes: int) -> tuple[float, float]:
 
     start = time.monotonic()
     await asyncio.gather(*(lane() for _ in range(lanes)))
-    return start, time.monotonic()
+    return {"start": start, "acked": time.monotonic()}
 
 
 async def producer(plan: Plan, barrier: Barrier) -> Report:
@@ -39,13 +39,13 @@ async def producer(plan: Plan, barrier: Barrier) -> Report:
     await phase(barrier)
     await _burst(pool, plan.warmup, plan.concurrency)
     await phase(barrier)
-    start, acked = await _burst(pool, plan.n, plan.concurrency)
+    timed = await metered(Meter(), _burst(pool, plan.n, plan.concurrency))
     await phase(barrier)
     await pool.aclose()
-    return {"start": start, "acked": acked}
+    return {"timed": timed}
 
 
-async def _work(pool: ArqRedis, plan: Plan, target: int) -> float:
+async def _work(pool: ArqRedis, plan: Plan, target: int) -> Report:
     """Run an arq worker until ``target`` jobs are done; returns when the last one was."""
     done = asyncio.Event()
     state = {"count": 0, "finished": 0.0}
@@ -60,7 +60,7 @@ async def _work(pool: ArqRedis, plan: Plan, target: int) -> float:
         functions=[noop],
         redis_pool=pool,
         poll_delay=POLL_DELAY_S,
-        max_jobs=plan.batch,
+        max_jobs=plan.max_jobs,
         handle_signals=False,
         after_job_end=after_job_end,
     )
@@ -73,7 +73,7 @@ async def _work(pool: ArqRedis, plan: Plan, target: int) -> float:
         await main
     if not done.is_set():
         raise RuntimeError(f"arq worker stopped after {state['count']} of {target} jobs")
-    return state["finished"]
+    return {"finished": state["finished"]}
 
 
 async def consumer(plan: Plan, barrier: Barrier) -> Report:
@@ -82,7 +82,7 @@ async def consumer(plan: Plan, barrier: Barrier) -> Report:
     await phase(barrier)
     await _work(pool, plan, plan.warmup)
     await phase(barrier)
-    finished = await _work(pool, plan, plan.n)
+    timed = await metered(Meter(pool), _work(pool, plan, plan.n))
     await phase(barrier)
     await pool.aclose()
-    return {"finished": finished}
+    return {"timed": timed}

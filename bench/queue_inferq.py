@@ -1,4 +1,4 @@
-"""inferq's side of the queue bench: JobStore.enqueue producers, WorkQueue claim/complete."""
+"""inferq's side of the queue bench: JobStore producers, WorkQueue claim → no-op → complete."""
 
 from __future__ import annotations
 
@@ -6,19 +6,20 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from itertools import islice
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench.sides import Plan, Report, phase
+from bench.sides import Meter, Plan, Report, metered, phase
 from queueing.catalogue import ModelSpec
 from queueing.connection import connect
 from queueing.jobstore import JobStore
 from queueing.keys import JobClass
 from queueing.schemas import JobRecord, JobResult, JobStatus, SamplingParams
 from queueing.settings import QueueSettings
-from queueing.workqueue import ClaimedJob, WorkQueue
+from queueing.workqueue import Outcome, WorkQueue
 
 SPEC = ModelSpec(
     name="bench", path=Path("."), context_length=8192, prompt_weight=1, output_weight=1
@@ -44,21 +45,32 @@ def job() -> JobRecord:
     )
 
 
-async def _burst(store: JobStore, count: int, lanes: int) -> tuple[float, float]:
-    records = [job() for _ in range(count)]
+async def _burst(store: JobStore, records: list[JobRecord], lanes: int, batch: int) -> Report:
+    """Enqueue ``records`` from ``lanes`` concurrent lanes: one by one, or ``batch`` at once."""
     feed: Iterator[JobRecord] = iter(records)
 
-    async def lane() -> None:
+    async def one_by_one() -> None:
         for record in feed:
             await store.enqueue(record)
 
+    async def batched() -> None:
+        while chunk := list(islice(feed, batch)):
+            if not all(isinstance(r, str) for r in await store.enqueue_many(chunk)):
+                raise RuntimeError("enqueue_many rejected a job")
+
+    lane = batched if batch > 1 else one_by_one
     start = time.monotonic()
     await asyncio.gather(*(lane() for _ in range(lanes)))
-    return start, time.monotonic()
+    return {"start": start, "acked": time.monotonic()}
+
+
+async def _submit(store: JobStore) -> str:
+    """What an API request does: stamp a job (``created_at``) and enqueue it at once."""
+    return await store.enqueue(job())
 
 
 async def _paced(store: JobStore, rate: float, count: int) -> float:
-    """Offer ``count`` jobs at ``rate``/s; returns the p99 lag behind the schedule in ms."""
+    """Offer ``count`` jobs at ``rate``/s, one enqueue each; returns the p99 schedule lag (ms)."""
     tasks: set[asyncio.Task[str]] = set()
     lags: list[float] = []
     start = time.monotonic()
@@ -68,7 +80,7 @@ async def _paced(store: JobStore, rate: float, count: int) -> float:
         if delay > 0:
             await asyncio.sleep(delay)
         lags.append(time.monotonic() - due)
-        task = asyncio.create_task(store.enqueue(job()))
+        task = asyncio.create_task(_submit(store))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     await asyncio.gather(*tasks)
@@ -80,19 +92,25 @@ async def producer(plan: Plan, barrier: Barrier) -> Report:
     """Enqueue with durability on (WAITAOF on the acknowledged path), as the API does."""
     client = await connect(plan.url, max_connections=plan.concurrency + 64)
     store = JobStore(client, QueueSettings())
-    durable = await store.check_durability()
+    report: Report = {"wait_aof": await store.check_durability()}
+    batched_lanes = max(1, plan.concurrency // plan.enqueue_batch)
+    meter = Meter()
+    warm, each, many = ([job() for _ in range(k)] for k in (plan.warmup, plan.n, plan.n))
     await phase(barrier)
-    await _burst(store, plan.warmup, plan.concurrency)
+    await _burst(store, warm[: len(warm) // 2], plan.concurrency, 1)
+    await _burst(store, warm[len(warm) // 2 :], batched_lanes, plan.enqueue_batch)
     await phase(barrier)
-    start, acked = await _burst(store, plan.n, plan.concurrency)
+    report["each"] = await metered(meter, _burst(store, each, plan.concurrency, 1))
     await phase(barrier)
-    lag_p99 = await _paced(store, plan.rate, plan.paced) if plan.paced else 0.0
+    report["many"] = await metered(meter, _burst(store, many, batched_lanes, plan.enqueue_batch))
+    await phase(barrier)
+    report["lag_p99_ms"] = await _paced(store, plan.rate, plan.paced) if plan.paced else 0.0
     await client.aclose()
-    return {"start": start, "acked": acked, "wait_aof": durable, "lag_p99_ms": lag_p99}
+    return report
 
 
 class _Consumer:
-    """Claims in batches and completes each batch with an empty result (the no-op engine)."""
+    """Claims in batches and completes each batch in one round trip (the no-op engine)."""
 
     def __init__(self, client: aioredis.Redis, plan: Plan) -> None:
         self.client = client
@@ -103,8 +121,8 @@ class _Consumer:
         self.done = 0
         self.finished = 0.0
 
-    async def run(self, target: int) -> None:
-        """Consume until ``target`` jobs are done, with ``plan.consumers`` concurrent lanes."""
+    async def run(self, target: int) -> Report:
+        """Consume ``target`` jobs with ``plan.consumers`` claim loops; returns when done."""
         self.done = 0
         lanes = [asyncio.create_task(self._lane(target)) for _ in range(self.plan.consumers)]
         await asyncio.wait(lanes, return_when=asyncio.FIRST_COMPLETED)
@@ -113,45 +131,45 @@ class _Consumer:
         for outcome in await asyncio.gather(*lanes, return_exceptions=True):
             if isinstance(outcome, Exception):
                 raise outcome
+        return {"finished": self.finished}
 
     async def _lane(self, target: int) -> None:
         blocking = aioredis.Redis.from_url(self.plan.url, decode_responses=True)
         try:
             while self.done < target:
-                jobs = await self.wq.claim(ROOM, self.plan.batch, idle=True)
+                jobs = await self.wq.claim(ROOM, self.plan.claim_batch, idle=True)
                 if not jobs:
                     await self.wq.wait_for_work(blocking, 1.0)
                     continue
                 if self.record:
                     now = time.time()
                     self.latencies += [now - j.record.created_at for j in jobs]
-                await self._complete(jobs)
+                codes = await self.wq.complete_many(
+                    [Outcome(j, JobStatus.SUCCEEDED, result=EMPTY) for j in jobs]
+                )
+                if any(code != 1 for code in codes):
+                    raise RuntimeError(f"complete failed: {codes}")
                 self.done += len(jobs)
             self.finished = time.monotonic()
         finally:
             await blocking.aclose()
 
-    async def _complete(self, jobs: list[ClaimedJob]) -> None:
-        codes = await asyncio.gather(
-            *(self.wq.complete(j, JobStatus.SUCCEEDED, result=EMPTY) for j in jobs)
-        )
-        if any(code != 1 for code in codes):
-            raise RuntimeError(f"complete failed: {codes}")
-
 
 async def consumer(plan: Plan, barrier: Barrier) -> Report:
-    """One worker process: claim (batched) → no-op → complete."""
-    client = await connect(plan.url, max_connections=plan.batch * plan.consumers + 64)
+    """One worker process: claim (batched) → no-op → complete (batched)."""
+    client = await connect(plan.url, max_connections=plan.consumers * 2 + 8)
     worker = _Consumer(client, plan)
+    meter = Meter(client)
     await worker.wq.ensure_groups()
     await phase(barrier)
     await worker.run(plan.warmup)
     await phase(barrier)
-    await worker.run(plan.n)
-    finished = worker.finished
+    each = await metered(meter, worker.run(plan.n))
+    await phase(barrier)
+    many = await metered(meter, worker.run(plan.n))
     await phase(barrier)
     worker.record = True
     if plan.paced:
         await worker.run(plan.paced)
     await client.aclose()
-    return {"finished": finished, "latencies": worker.latencies}
+    return {"each": each, "many": many, "latencies": worker.latencies}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.synchronize import Barrier
 from typing import Any
 
+import redis.asyncio as aioredis
 import uvloop
 
 Report = dict[str, Any]
@@ -17,14 +19,16 @@ Report = dict[str, Any]
 
 @dataclass(frozen=True)
 class Plan:
-    """What one side runs: warm-up, a timed burst of ``n`` jobs, then a paced latency run."""
+    """What one side runs: a warm-up, timed bursts of ``n`` jobs, then a paced latency run."""
 
     url: str
     n: int
     warmup: int
     concurrency: int
-    batch: int
+    enqueue_batch: int
+    claim_batch: int
     consumers: int
+    max_jobs: int
     rate: float
     latency_s: float
 
@@ -74,6 +78,37 @@ def run_side(plan: Plan, roles: Sequence[tuple[str, Role]], timeout_s: float) ->
 async def phase(barrier: Barrier) -> None:
     """Wait until every process of the side reached the same phase."""
     await asyncio.get_running_loop().run_in_executor(None, barrier.wait)
+
+
+class Meter:
+    """CPU seconds this process and the server spent between ``start`` and ``stop``."""
+
+    def __init__(self, client: aioredis.Redis | None = None) -> None:
+        self.client = client
+        self._proc = 0.0
+        self._server = 0.0
+
+    async def _server_cpu(self) -> float:
+        if self.client is None:
+            return 0.0
+        info: dict[str, Any] = await self.client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    async def start(self) -> None:
+        """Begin a phase."""
+        self._proc, self._server = time.process_time(), await self._server_cpu()
+
+    async def stop(self) -> dict[str, float]:
+        """End the phase: ``{"proc": s, "server": s}`` (server 0 without a client)."""
+        proc = time.process_time() - self._proc
+        return {"proc": proc, "server": await self._server_cpu() - self._server}
+
+
+async def metered(meter: Meter, work: Awaitable[Report]) -> Report:
+    """Run ``work`` and add the CPU seconds it cost to its report."""
+    await meter.start()
+    report = await work
+    return {**report, **await meter.stop()}
 
 
 def percentile(values: Sequence[float], q: float) -> float:

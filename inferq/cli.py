@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 
@@ -64,12 +65,30 @@ def api() -> None:
 
 
 @app.command()
-def up() -> None:
-    """Everything on one machine: embedded Valkey, the API, and a supervisor; Ctrl-C stops all."""
+def worker(
+    model: str | None = typer.Option(None, help="Catalogue name (default: INFERQ_DEFAULT_MODEL)"),
+) -> None:
+    """Run an LLM worker: a vLLM engine that pulls the model's jobs while it has room."""
+    settings = Settings()
+    if settings.redis.url is None:
+        console.print("[red]set INFERQ_REDIS__URL[/] (`inferq up` sets it for its workers)")
+        raise typer.Exit(2)
+    from workers.llm import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    serve(settings, settings.redis.url, model or settings.default_model)
+
+
+@app.command()
+def up(workers: int = typer.Option(1, min=0, help="LLM workers to run")) -> None:
+    """Everything on one machine: embedded Valkey, the API, LLM workers and a supervisor that
+    restarts what dies; Ctrl-C stops all."""
     settings = Settings()
     with queue_server(settings) as url:
         supervisor = Supervisor(console)
         supervisor.add("api", ["api"], {"INFERQ_REDIS__URL": url})
+        for i in range(workers):
+            supervisor.add(f"worker-{i}", ["worker"], {"INFERQ_REDIS__URL": url})
         base = f"http://{settings.api.host}:{settings.api.port}"
         console.print(f"\ninferq is up: {base}  (queue server {url})")
         console.print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -36,34 +37,59 @@ class JobStore:
 
     async def enqueue(self, record: JobRecord, *, idempotency_key: str | None = None) -> str:
         """Store and queue ``record`` atomically; returns its id (an earlier one on replay)."""
-        queue = keys.queue(record.model, record.job_class, record.band)
-        idem = keys.idempotency(record.tenant, idempotency_key) if idempotency_key else ""
-        fields = [item for pair in record.to_hash().items() for item in pair]
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.fcall(
-                "iq_enqueue",
-                6,
-                keys.job(record.id),
-                keys.events(record.id),
-                queue,
-                keys.units(record.model),
-                keys.wake(record.model),
-                idem,
-                record.id,
-                str(record.estimated_units),
-                keys.queue_field(record.job_class, record.band),
-                str(self.settings.max_queued_units),
-                str(self.settings.result_ttl_s),
-                str(time.time()),
-                keys.EVENTS_CHANNEL,
-                *fields,
-            )
+            pipe.fcall("iq_enqueue", *self._enqueue_args(record, idempotency_key))
             if self.wait_aof:
                 pipe.execute_command("WAITAOF", 1, 0, 0)
             replies = await pipe.execute()
-        code, value = replies[0]
+        accepted = self._accepted(record, replies[0])
+        if isinstance(accepted, QueueFull):
+            raise accepted
+        return accepted
+
+    async def enqueue_many(
+        self, records: Sequence[JobRecord], idempotency_keys: Sequence[str | None] = ()
+    ) -> list[str | QueueFull]:
+        """Store and queue many jobs in one round trip (and one ``WAITAOF``), each atomically.
+
+        Returns, per record, its id (an earlier one on replay) or the :class:`QueueFull` that
+        :meth:`enqueue` would have raised for it.
+        """
+        if not records:
+            return []
+        idem = list(idempotency_keys) or [None] * len(records)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for record, key in zip(records, idem, strict=True):
+                pipe.fcall("iq_enqueue", *self._enqueue_args(record, key))
+            if self.wait_aof:
+                pipe.execute_command("WAITAOF", 1, 0, 0)
+            replies = await pipe.execute()
+        return [self._accepted(r, reply) for r, reply in zip(records, replies, strict=False)]
+
+    def _enqueue_args(self, record: JobRecord, idempotency_key: str | None) -> list[str | int]:
+        idem = keys.idempotency(record.tenant, idempotency_key) if idempotency_key else ""
+        return [
+            6,
+            keys.job(record.id),
+            keys.events(record.id),
+            keys.queue(record.model, record.job_class, record.band),
+            keys.units(record.model),
+            keys.wake(record.model),
+            idem,
+            record.id,
+            str(record.estimated_units),
+            keys.queue_field(record.job_class, record.band),
+            str(self.settings.max_queued_units),
+            str(self.settings.result_ttl_s),
+            str(time.time()),
+            keys.EVENTS_CHANNEL,
+            *(item for pair in record.to_hash().items() for item in pair),
+        ]
+
+    def _accepted(self, record: JobRecord, reply: Any) -> str | QueueFull:
+        code, value = reply
         if int(code) < 0:
-            raise QueueFull(
+            return QueueFull(
                 f"model '{record.model}' has {float(value):.1f} units queued, past its ceiling "
                 f"of {self.settings.max_queued_units:g}; retry later",
                 retry_after_s=self.settings.retry_after_s,

@@ -48,6 +48,17 @@ class ClaimedJob:
         return self.record.entry or ""
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How one claimed job ended, for :meth:`WorkQueue.complete_many`."""
+
+    job: ClaimedJob
+    status: JobStatus
+    result: JobResult | None = None
+    usage: Usage | None = None
+    error: str | None = None
+
+
 def _records(rows: Sequence[Sequence[str]]) -> list[ClaimedJob]:
     return [ClaimedJob(JobRecord.from_hash(dict(zip(r[::2], r[1::2], strict=True)))) for r in rows]
 
@@ -157,19 +168,33 @@ class WorkQueue:
         error: str | None = None,
     ) -> int:
         """Finish the job atomically: 1 done, 0 already finished (no-op), -1 not ours."""
+        outcome = Outcome(job, status, result, usage, error)
+        return int(await self.client.fcall("iq_complete", *self._complete_args(outcome)))
+
+    async def complete_many(self, outcomes: Sequence[Outcome]) -> list[int]:
+        """Finish many jobs in one round trip, each atomically; codes as :meth:`complete`."""
+        if not outcomes:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for outcome in outcomes:
+                pipe.fcall("iq_complete", *self._complete_args(outcome))
+            codes: list[Any] = await pipe.execute()
+        return [int(code) for code in codes]
+
+    def _complete_args(self, outcome: Outcome) -> list[str | int]:
+        job = outcome.job
         fields: dict[str, str] = {}
         final: list[str] = []
-        if result is not None:
-            fields["result"] = result.model_dump_json()
+        if outcome.result is not None:
+            fields["result"] = outcome.result.model_dump_json()
             final += ["result", fields["result"]]
-        if usage is not None:
-            fields["usage"] = usage.model_dump_json()
-        if error is not None:
-            fields["error"] = error
-            final += ["error", json.dumps({"message": error})]
+        if outcome.usage is not None:
+            fields["usage"] = outcome.usage.model_dump_json()
+        if outcome.error is not None:
+            fields["error"] = outcome.error
+            final += ["error", json.dumps({"message": outcome.error})]
         flat = [item for pair in fields.items() for item in pair]
-        code = await self.client.fcall(
-            "iq_complete",
+        return [
             4,
             keys.job(job.id),
             keys.events(job.id),
@@ -178,15 +203,14 @@ class WorkQueue:
             self.consumer,
             job.entry,
             job.id,
-            status.value,
+            outcome.status.value,
             str(time.time()),
             str(self.settings.result_ttl_s),
             keys.EVENTS_CHANNEL,
             str(len(fields)),
             *flat,
             *final,
-        )
-        return int(code)
+        ]
 
     async def release(self, job: ClaimedJob, reason: str, *, graceful: bool) -> bool:
         """Give the job back to its queue; a graceful release does not count as a delivery."""

@@ -1,0 +1,1 @@
+"""Workers: the claim → run → complete loop, engine adapters, heartbeats."""

@@ -1,0 +1,1 @@
+"""Engine adapters behind the ``workers.engine.Engine`` Protocol."""

@@ -19,6 +19,8 @@ class VllmConfig:
     enforce_eager: bool = True
     memory_fraction: float = 0.2
     max_num_seqs: int = 64
+    # bfloat16 on CPUs without native support garbles this small model's answers.
+    dtype: str = "float32"
 
 
 class VllmEngine:
@@ -38,6 +40,7 @@ class VllmEngine:
             scheduling_policy="priority",
             gpu_memory_utilization=config.memory_fraction,
             max_num_seqs=config.max_num_seqs,
+            dtype=config.dtype,
         )
         self._engine: Any = AsyncLLM.from_engine_args(args)
 

@@ -1,0 +1,183 @@
+"""Helpers for worker-loop tests: job records, an in-process worker, worker subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from queueing import keys
+from queueing.admission import new_job_id
+from queueing.catalogue import ModelSpec
+from queueing.connection import connect
+from queueing.jobstore import JobStore
+from queueing.keys import JobClass
+from queueing.schemas import JobRecord, JobStatus, SamplingParams
+from queueing.settings import QueueSettings, WorkerSettings
+from workers.engine import Engine
+from workers.loop import Worker
+
+SPEC = ModelSpec(name="m", path=Path("."), context_length=4096, prompt_weight=1, output_weight=1)
+ROOT = Path(__file__).resolve().parents[2]
+FAST = WorkerSettings(
+    unit_budget=1.0, block_ms=500, renew_every_ms=250, flush_ms=20, flush_tokens=4
+)
+
+
+def job(
+    prompt: str = "alpha beta gamma",
+    *,
+    max_tokens: int = 6,
+    job_class: JobClass = JobClass.STANDARD,
+    band: int = 0,
+    units: float = 0.05,
+) -> JobRecord:
+    """A queued job for model ``m`` with the given prompt, class, band and cost."""
+    return JobRecord(
+        id=new_job_id(),
+        model=SPEC.name,
+        status=JobStatus.QUEUED,
+        job_class=job_class,
+        estimated_units=units,
+        created_at=time.time(),
+        tenant="local",
+        band=band,
+        prompt_tokens=len(prompt.split()),
+        prompt=prompt,
+        params=SamplingParams(max_tokens=max_tokens),
+    )
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], timeout_s: float, what: str, step_s: float = 0.02
+) -> float:
+    """Poll ``check`` until it holds; returns the seconds it took, fails after ``timeout_s``."""
+    start = time.monotonic()
+    while not await check():
+        if time.monotonic() - start > timeout_s:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(step_s)
+    return time.monotonic() - start
+
+
+async def status_is(store: JobStore, job_id: str, *statuses: JobStatus) -> bool:
+    """True when the job's status is one of ``statuses``."""
+    return (await store.get(job_id, "local")).status in statuses
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    url: str,
+    engine: Engine,
+    queue_settings: QueueSettings,
+    worker_settings: WorkerSettings = FAST,
+    *,
+    spec: ModelSpec = SPEC,
+    consumer: str | None = None,
+    grace_s: float = 5.0,
+) -> AsyncIterator[Worker]:
+    """A :class:`Worker` running in this loop on clients of its own; stopped on exit."""
+    client = await connect(url)
+    blocking = await connect(url, max_connections=2)
+    worker = Worker(
+        client,
+        blocking,
+        spec,
+        engine,
+        queue_settings=queue_settings,
+        worker_settings=worker_settings,
+        consumer=consumer,
+        grace_s=grace_s,
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        try:
+            await asyncio.wait_for(task, 10)
+        finally:
+            await blocking.aclose()
+            await client.aclose()
+
+
+async def run_burst(
+    url: str,
+    engine: Engine,
+    queue_settings: QueueSettings,
+    worker_settings: WorkerSettings = FAST,
+    *,
+    spec: ModelSpec = SPEC,
+    timeout_s: float = 20.0,
+) -> Worker:
+    """Run a burst-mode worker until the queues are drained."""
+    client = await connect(url)
+    blocking = await connect(url, max_connections=2)
+    worker = Worker(
+        client,
+        blocking,
+        spec,
+        engine,
+        queue_settings=queue_settings,
+        worker_settings=worker_settings,
+        burst=True,
+    )
+    try:
+        await asyncio.wait_for(worker.run(), timeout_s)
+    finally:
+        await blocking.aclose()
+        await client.aclose()
+    return worker
+
+
+def spawn_worker(
+    url: str,
+    consumer: str,
+    queue_settings: QueueSettings,
+    *,
+    token_delay_s: float,
+    grace_s: float = 5.0,
+) -> subprocess.Popen[str]:
+    """A worker subprocess (tests/workers/worker_proc.py) with the scripted engine."""
+    args = [
+        sys.executable,
+        "-m",
+        "tests.workers.worker_proc",
+        url,
+        consumer,
+        "--lease-ms",
+        str(queue_settings.lease_ms),
+        "--max-deliveries",
+        str(queue_settings.max_deliveries),
+        "--token-delay",
+        str(token_delay_s),
+        "--grace",
+        str(grace_s),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERQ_")}
+    return subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout_s: float = 10.0) -> tuple[int, str, str]:
+    """Wait for a worker subprocess (killing it on timeout); returns rc, stdout, stderr."""
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return proc.returncode, out, err
+
+
+async def running_on(redis_client: aioredis.Redis, job_id: str, consumer: str) -> bool:
+    """True when the job runs on worker ``consumer``."""
+    status, worker = await redis_client.hmget(keys.job(job_id), "status", "worker")
+    return bool(status == JobStatus.RUNNING and worker == consumer)

@@ -1,0 +1,122 @@
+"""What a worker runs first: class, then cheaper band, with ageing; bands by real cost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import redis.asyncio as aioredis
+
+from queueing import cost, keys
+from queueing.admission import Admission
+from queueing.catalogue import Catalogue, ModelSpec
+from queueing.jobstore import JobStore
+from queueing.keys import JobClass
+from queueing.schemas import JobStatus, SamplingParams
+from queueing.server import EmbeddedValkey
+from queueing.settings import QueueSettings, WorkerSettings
+from tests.workers.support import SPEC, job, run_burst, running_worker, status_is, wait_until
+from workers.engines.scripted import ScriptedEngine
+
+ONE_AT_A_TIME = WorkerSettings(unit_budget=0.05, block_ms=200, flush_ms=20, flush_tokens=4)
+
+
+async def test_class_then_cheaper_band_without_ageing(
+    redis_client: aioredis.Redis, valkey: EmbeddedValkey
+) -> None:
+    settings = QueueSettings(ageing_ms=10**9, lease_ms=5_000)
+    store = JobStore(redis_client, settings)
+    batch = job(job_class=JobClass.BATCH)
+    standard = job(job_class=JobClass.STANDARD, band=2, units=1.0)
+    dear = job(job_class=JobClass.INTERACTIVE, band=3, units=3.0)
+    cheap = job(job_class=JobClass.INTERACTIVE, band=0)
+    for record in (batch, standard, dear, cheap):
+        await store.enqueue(record)
+    engine = ScriptedEngine()
+    await run_burst(valkey.url, engine, settings, ONE_AT_A_TIME)
+    assert engine.started == [cheap.id, dear.id, standard.id, batch.id]
+    assert engine.peak_running == 1, "an over-budget job runs only on an idle worker"
+
+
+async def test_ageing_lets_batch_through_never_ending_interactive_load(
+    redis_client: aioredis.Redis, valkey: EmbeddedValkey
+) -> None:
+    settings = QueueSettings(ageing_ms=50, lease_ms=5_000)
+    store = JobStore(redis_client, settings)
+    batch = job("the batch job", job_class=JobClass.BATCH)
+    await store.enqueue(batch)
+    produced: list[str] = []
+    backlog_seen: list[int] = []
+
+    async def produce() -> None:  # keeps at least two interactive jobs queued at all times
+        while True:
+            queued = int(await redis_client.hget(keys.units(SPEC.name), "n:interactive:0") or 0)
+            backlog_seen.append(queued)
+            for _ in range(max(0, 3 - queued)):
+                record = job("urgent", max_tokens=2, job_class=JobClass.INTERACTIVE)
+                await store.enqueue(record)
+                produced.append(record.id)
+            await asyncio.sleep(0.005)
+
+    engine = ScriptedEngine(token_delay_s=0.01)
+    producer = asyncio.create_task(produce())
+    try:
+        async with running_worker(valkey.url, engine, settings, ONE_AT_A_TIME):
+            await wait_until(
+                lambda: status_is(store, batch.id, JobStatus.SUCCEEDED), 10, "the batch job"
+            )
+            assert not producer.done(), "the interactive producer was still running"
+            backlog = int(await redis_client.hget(keys.units(SPEC.name), "n:interactive:0"))
+    finally:
+        producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer
+    assert backlog > 0, "interactive work was still queued when the batch job finished"
+    assert min(backlog_seen[1:]) >= 1, "the interactive queue never ran dry"
+    position = engine.started.index(batch.id)
+    assert position >= 3, "fresh interactive work went first"
+    assert set(engine.started[:position]) <= set(produced)
+
+
+async def test_bands_route_as_estimated_and_cheaper_runs_first(
+    redis_client: aioredis.Redis, valkey: EmbeddedValkey, catalogue: Catalogue, spec: ModelSpec
+) -> None:
+    settings = QueueSettings(ageing_ms=10**9, lease_ms=5_000)
+    admission = Admission(catalogue, spec.name)
+    store = JobStore(redis_client, settings)
+    admitted = {
+        name: admission.admit(
+            tenant="local",
+            model=None,
+            prompt=prompt,
+            messages=None,
+            params=SamplingParams(max_tokens=max_tokens),
+            job_class=JobClass.STANDARD,
+        )
+        for name, prompt, max_tokens in (
+            ("large", "many words here " * 800, 1500),
+            ("small", "Hi there", 8),
+        )
+    }
+    tokenizer = admission.tokenizer(spec)
+    for record in admitted.values():
+        expected = cost.estimate(
+            spec,
+            prompt_tokens=tokenizer.count(record.prompt),
+            max_tokens=record.params.max_tokens,
+        )
+        assert (record.band, record.estimated_units) == (expected.band, expected.units)
+        await store.enqueue(record)
+        stream = keys.queue(spec.name, JobClass.STANDARD, record.band)
+        assert await redis_client.xlen(stream) == 1
+    small, large = admitted["small"], admitted["large"]
+    assert small.band == 0 and large.band == spec.bands - 1
+    engine = ScriptedEngine()
+    budget = WorkerSettings(unit_budget=0.01, block_ms=200, flush_ms=20, flush_tokens=64)
+    await run_burst(valkey.url, engine, settings, budget, spec=spec)
+    assert engine.started == [small.id, large.id], "the cheaper band goes first"
+    for record in (small, large):
+        final = await store.get(record.id, "local")
+        assert final.status == JobStatus.SUCCEEDED
+        assert final.usage is not None
+        assert final.usage.completion_tokens == record.params.max_tokens

@@ -1,0 +1,218 @@
+"""Running one claimed job through the engine and recording exactly one outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+
+from redis.exceptions import RedisError
+
+from queueing.schemas import JobResult, JobStatus, Usage
+from queueing.settings import WorkerSettings
+from queueing.workqueue import ClaimedJob, EmitOutcome, WorkQueue
+from workers.coalesce import TokenCoalescer
+from workers.engine import Engine, EngineDelta, EngineError, EngineRequest
+from workers.heartbeat import Progress
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_REASON = "worker shutting down"
+
+
+@dataclass
+class JobRun:
+    """A job in flight on this worker, and why it was interrupted, if it was."""
+
+    job: ClaimedJob
+    lost: bool = False
+    cancelled: bool = False
+    shutdown: bool = False
+    aborted: bool = False
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def units(self) -> float:
+        """The job's estimated cost."""
+        return self.job.record.estimated_units
+
+
+@dataclass
+class _Output:
+    parts: list[str] = field(default_factory=list)
+    last: EngineDelta | None = None
+    reported: int = 0  # completion tokens as the engine counts them
+    counted: int = 0  # our own count, for engines that report none
+
+    def add(self, delta: EngineDelta) -> int:
+        """Record ``delta``; returns how many new tokens it carries."""
+        self.last = delta
+        if delta.completion_tokens:
+            new = max(0, delta.completion_tokens - self.reported)
+            self.reported = max(self.reported, delta.completion_tokens)
+        else:
+            new = 1 if delta.text else 0
+        self.counted += new
+        if delta.text:
+            self.parts.append(delta.text)
+        return new
+
+
+class JobRunner:
+    """Streams a job's output into its event stream, then completes, releases or drops it."""
+
+    def __init__(
+        self, queue: WorkQueue, engine: Engine, settings: WorkerSettings, progress: Progress
+    ) -> None:
+        self.queue = queue
+        self.engine = engine
+        self.settings = settings
+        self.progress = progress
+
+    async def interrupt(
+        self, run: JobRun, *, lost: bool = False, cancelled: bool = False, shutdown: bool = False
+    ) -> None:
+        """Mark why the run must stop and abort its engine request (once)."""
+        run.lost |= lost
+        run.cancelled |= cancelled
+        run.shutdown |= shutdown
+        if not run.aborted:
+            run.aborted = True
+            await self.engine.abort(run.job.id)
+
+    async def run(self, run: JobRun) -> None:
+        """Run the job to one outcome; never raises (except when the task is cancelled)."""
+        job = run.job
+        out = _Output()
+        try:
+            await self._generate(run, out)
+        except asyncio.CancelledError:
+            await self._abort_quietly(run)
+            raise
+        except EngineError as exc:
+            await self._engine_failed(run, exc)
+        except RedisError as exc:
+            log.warning("job %s: queue server error (%s); giving it back", job.id, exc)
+            await self._give_back(run, f"worker lost the queue server: {exc}")
+        except Exception as exc:
+            log.exception("job %s: unexpected error", job.id)
+            await self._fail(run, f"internal worker error: {type(exc).__name__}: {exc}")
+        else:
+            try:
+                await self._settle(run, out)
+            except RedisError as exc:
+                log.warning("job %s: could not record its outcome (%s)", job.id, exc)
+
+    async def _generate(self, run: JobRun, out: _Output) -> None:
+        record = run.job.record
+        request = EngineRequest(
+            request_id=run.job.id,
+            prompt=record.prompt,
+            params=record.params,
+            priority=record.job_class.rank,
+        )
+        coalescer = TokenCoalescer(
+            lambda text: self._send(run, text),
+            flush_ms=self.settings.flush_ms,
+            flush_tokens=self.settings.flush_tokens,
+        )
+        try:
+            async for delta in self.engine.generate(request):
+                tokens = out.add(delta)
+                if tokens:
+                    self.progress.note(tokens)
+                if delta.text and not (run.lost or run.cancelled):
+                    await coalescer.add(delta.text, max(tokens, 1))
+            if not (run.lost or run.cancelled):
+                await coalescer.flush()
+        finally:
+            await coalescer.aclose()
+
+    async def _send(self, run: JobRun, text: str) -> None:
+        if run.lost or run.cancelled:
+            return
+        data = json.dumps({"text": text}, ensure_ascii=False)
+        outcome = await self.queue.emit(run.job, [("tokens", data)])
+        if outcome == EmitOutcome.LOST:
+            log.info("job %s: emit refused, another worker owns it; aborting", run.job.id)
+            await self.interrupt(run, lost=True)
+        elif outcome == EmitOutcome.CANCELLED:
+            await self.interrupt(run, cancelled=True)
+
+    async def _settle(self, run: JobRun, out: _Output) -> None:
+        job = run.job
+        last = out.last
+        completion = out.reported or out.counted
+        prompt = last.prompt_tokens if last and last.prompt_tokens else job.record.prompt_tokens
+        usage = Usage(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        )
+        reason = last.finish_reason if last else None
+        if run.lost:
+            log.info("job %s: dropped (lost its lease to another worker)", job.id)
+        elif run.cancelled:
+            await self._complete(run, JobStatus.CANCELLED, usage=usage)
+        elif reason == "abort":
+            why = SHUTDOWN_REASON if run.shutdown else "the engine aborted the request"
+            await self.queue.release(job, why, graceful=run.shutdown)
+        else:
+            result = JobResult(text="".join(out.parts), finish_reason=reason)
+            await self._complete(run, JobStatus.SUCCEEDED, result=result, usage=usage)
+
+    async def _complete(
+        self,
+        run: JobRun,
+        status: JobStatus,
+        *,
+        result: JobResult | None = None,
+        usage: Usage | None = None,
+        error: str | None = None,
+    ) -> None:
+        code = await self.queue.complete(run.job, status, result=result, usage=usage, error=error)
+        if code < 0:
+            log.info("job %s: complete refused, another worker owns it", run.job.id)
+            await self.interrupt(run, lost=True)
+        elif code == 0:
+            log.info("job %s: already finished; nothing recorded", run.job.id)
+
+    async def _engine_failed(self, run: JobRun, exc: EngineError) -> None:
+        await self._abort_quietly(run)
+        try:
+            if run.lost:
+                return
+            if run.cancelled:
+                await self._complete(run, JobStatus.CANCELLED)
+            elif exc.retryable or run.shutdown:
+                log.info("job %s: retryable engine error (%s); releasing it", run.job.id, exc)
+                await self.queue.release(run.job, str(exc), graceful=run.shutdown)
+            else:
+                await self._complete(run, JobStatus.FAILED, error=str(exc))
+        except RedisError as err:
+            log.warning("job %s: could not record the engine error (%s)", run.job.id, err)
+
+    async def _fail(self, run: JobRun, message: str) -> None:
+        """After a bug on this side: the job fails with ``message``."""
+        await self._abort_quietly(run)
+        if run.lost:
+            return
+        try:
+            await self._complete(run, JobStatus.FAILED, error=message)
+        except RedisError as err:
+            log.warning("job %s: left to its lease (%s)", run.job.id, err)
+
+    async def _give_back(self, run: JobRun, reason: str) -> None:
+        """After queue trouble: release the job, or leave it for its lease to lapse."""
+        await self._abort_quietly(run)
+        if run.lost:
+            return
+        try:
+            await self.queue.release(run.job, reason, graceful=False)
+        except RedisError as err:
+            log.warning("job %s: left to its lease (%s)", run.job.id, err)
+
+    async def _abort_quietly(self, run: JobRun) -> None:
+        try:
+            await self.interrupt(run)
+        except Exception:
+            log.exception("job %s: engine abort failed", run.job.id)

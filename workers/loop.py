@@ -1,0 +1,266 @@
+"""The generic worker loop: claim while the engine has room, run, renew, reclaim, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from queueing import keys
+from queueing.catalogue import ModelSpec
+from queueing.connection import connect
+from queueing.settings import QueueSettings, Settings, WorkerSettings
+from queueing.workqueue import ClaimedJob, WorkQueue
+from workers.cancels import CancelListener
+from workers.engine import Engine
+from workers.heartbeat import Heartbeat, Load, Progress
+from workers.jobrun import JobRun, JobRunner
+
+log = logging.getLogger(__name__)
+
+_EPSILON = 1e-9
+_RETRY_S = 0.5
+
+
+def consumer_name() -> str:
+    """``{hostname}-{pid}-{random}``: unique per worker process, readable in XINFO."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Worker:
+    """Pulls one model's jobs into an engine while its in-flight units stay under budget.
+
+    ``client`` serves the job path; ``blocking`` is a connection of its own for the BLPOP
+    that waits for work. ``burst`` exits once the model's queues are empty and nothing is
+    in flight. :meth:`stop` stops claiming; in-flight jobs get ``grace_s`` to finish and
+    are then aborted and released.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        blocking: aioredis.Redis,
+        spec: ModelSpec,
+        engine: Engine,
+        *,
+        queue_settings: QueueSettings,
+        worker_settings: WorkerSettings,
+        consumer: str | None = None,
+        burst: bool = False,
+        grace_s: float = 30.0,
+        claim_batch: int = 8,
+    ) -> None:
+        self.client = client
+        self.blocking = blocking
+        self.spec = spec
+        self.settings = worker_settings
+        self.consumer = consumer or consumer_name()
+        self.queue = WorkQueue(client, spec, self.consumer, queue_settings)
+        self.burst = burst
+        self.grace_s = grace_s
+        self.claim_batch = claim_batch
+        self.runs: dict[str, JobRun] = {}
+        self.progress = Progress()
+        self.runner = JobRunner(self.queue, engine, worker_settings, self.progress)
+        self.heartbeat = Heartbeat(client, self.consumer, spec.name, self.progress, self.load)
+        self.cancels = CancelListener(client, self._on_cancel)
+        lease_s = queue_settings.lease_ms / 1000
+        self.renew_s = min(worker_settings.renew_every_ms / 1000, lease_s / 3)
+        self.reclaim_s = lease_s / 2
+        self._stopping = False
+        self._kick = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._blpop: asyncio.Task[None] | None = None
+
+    def load(self) -> Load:
+        """Units and jobs in flight now."""
+        return Load(sum(r.units for r in self.runs.values()), len(self.runs))
+
+    def stop(self) -> None:
+        """Stop claiming and wind down (safe from a signal handler); twice: abort now."""
+        if self._stopping:
+            self._hurry.set()
+        self._stopping = True
+        self._kick.set()
+
+    async def run(self) -> None:
+        """Work until stopped (or, in burst mode, until there is nothing left)."""
+        await self.queue.ensure_groups()
+        tasks = [
+            asyncio.create_task(self.cancels.run(), name="cancels"),
+            asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
+            asyncio.create_task(self._every(self.renew_s, self._renew), name="renew"),
+            asyncio.create_task(self._every(self.reclaim_s, self._reclaim), name="reclaim"),
+        ]
+        try:
+            await self.cancels.subscribed.wait()
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            leftovers = [t for r in self.runs.values() if (t := r.task) is not None]
+            for task in [*tasks, *leftovers, self._blpop]:
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(*tasks, *leftovers, return_exceptions=True)
+            with contextlib.suppress(RedisError):
+                await self.heartbeat.clear()
+            log.info("worker %s stopped", self.consumer)
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            self._kick.clear()
+            load = self.load()
+            room = self.settings.unit_budget - load.units
+            idle = load.jobs == 0
+            if room <= _EPSILON and not idle:
+                await self._wait(for_work=False)
+                continue
+            try:
+                jobs = await self.queue.claim(max(room, 0.0), self.claim_batch, idle=idle)
+                if not jobs and self.burst and idle and await self._drained():
+                    return
+            except RedisError as exc:
+                log.warning("claim failed: %s", exc)
+                await asyncio.sleep(_RETRY_S)
+                continue
+            for job in jobs:
+                self._start(job)
+            if not jobs:
+                await self._wait(for_work=True)
+
+    async def _wait(self, *, for_work: bool) -> None:
+        """Until a job finishes, stop is asked, or (``for_work``) the model's queues wake us."""
+        kicked = asyncio.create_task(self._kick.wait())
+        waiters: set[asyncio.Task[Any]] = {kicked}
+        if for_work:
+            if self._blpop is None:
+                timeout_s = self.settings.block_ms / 1000
+                self._blpop = asyncio.create_task(
+                    self.queue.wait_for_work(self.blocking, timeout_s)
+                )
+            waiters.add(self._blpop)
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            kicked.cancel()
+        blpop = self._blpop
+        if blpop is not None and blpop.done():
+            self._blpop = None
+            if not blpop.cancelled() and (exc := blpop.exception()) is not None:
+                log.warning("waiting for work failed: %s", exc)
+                await asyncio.sleep(_RETRY_S)
+
+    async def _drained(self) -> bool:
+        queued, inflight = await self.client.hmget(keys.units(self.spec.name), "queued", "inflight")
+        return float(queued or 0) <= _EPSILON and float(inflight or 0) <= _EPSILON
+
+    def _start(self, job: ClaimedJob) -> None:
+        if job.id in self.runs:  # our own lapsed lease, reclaimed: the run goes on
+            return
+        run = JobRun(job)
+        self.runs[job.id] = run
+        run.task = asyncio.create_task(self._run(run), name=f"job {job.id}")
+
+    async def _run(self, run: JobRun) -> None:
+        try:
+            await self.runner.run(run)
+        finally:
+            self.runs.pop(run.job.id, None)
+            self._kick.set()
+
+    async def _every(self, interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await step()
+            except RedisError as exc:
+                log.warning("%s failed: %s", getattr(step, "__name__", step), exc)
+            await asyncio.sleep(interval_s)
+
+    async def _renew(self) -> None:
+        lost, cancelled = await self.queue.renew([r.job for r in self.runs.values()])
+        for job_id in lost:
+            if (run := self.runs.get(job_id)) is not None:
+                log.info("job %s: lease lost to another worker; aborting", job_id)
+                await self.runner.interrupt(run, lost=True)
+        for job_id in cancelled:
+            await self._on_cancel(job_id)
+
+    async def _reclaim(self) -> None:
+        if self._stopping:
+            return
+        load = self.load()
+        if load.jobs and self.settings.unit_budget - load.units <= _EPSILON:
+            return
+        for job in await self.queue.reclaim(self.claim_batch):
+            log.info("job %s: reclaimed (attempt %d)", job.id, job.record.attempts)
+            self._start(job)
+
+    async def _on_cancel(self, job_id: str) -> None:
+        if (run := self.runs.get(job_id)) is not None:
+            log.info("job %s: cancelled; aborting", job_id)
+            await self.runner.interrupt(run, cancelled=True)
+
+    async def _drain(self) -> None:
+        """Let in-flight jobs finish for ``grace_s``, then abort and release the rest."""
+        deadline = time.monotonic() + self.grace_s
+        while self.runs and not self._hurry.is_set():
+            self._kick.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    await self._kick.wait()
+            if time.monotonic() >= deadline:
+                break
+        runs = list(self.runs.values())
+        for run in runs:
+            log.info("job %s: stopping; aborting and releasing it", run.job.id)
+            await self.runner.interrupt(run, shutdown=True)
+        pending = [t for r in runs if (t := r.task) is not None]
+        if pending:
+            await asyncio.wait(pending, timeout=max(self.grace_s, 5.0))
+
+
+async def run_worker(
+    url: str,
+    spec: ModelSpec,
+    engine: Engine,
+    settings: Settings,
+    *,
+    burst: bool = False,
+    grace_s: float = 30.0,
+    consumer: str | None = None,
+) -> None:
+    """Connect, run a :class:`Worker` until SIGTERM/SIGINT (or drained, in burst mode)."""
+    client = await connect(url, blocking=True)
+    blocking = await connect(url, max_connections=2)
+    worker = Worker(
+        client,
+        blocking,
+        spec,
+        engine,
+        queue_settings=settings.queue,
+        worker_settings=settings.worker,
+        consumer=consumer,
+        burst=burst,
+        grace_s=grace_s,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    try:
+        log.info("worker %s serving %s", worker.consumer, spec.name)
+        await worker.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await blocking.aclose()
+        await client.aclose()
