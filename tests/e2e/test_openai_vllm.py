@@ -7,21 +7,25 @@ import time
 
 import httpx
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from queueing.schemas import JobStatus
 from tests.e2e.conftest import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+MODEL = "smollm2-135m-instruct"
+QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is the capital of France?"}
+]
 
 
 async def test_chat_completion_says_paris(stack: Stack) -> None:
     reply = await stack.openai.chat.completions.create(
-        model="smollm2-135m-instruct",
+        model=MODEL,
         messages=QUESTION,
         max_tokens=30,
-        temperature=0,  # type: ignore[arg-type]
+        temperature=0,
     )
     assert "Paris" in (reply.choices[0].message.content or "")
     assert reply.usage is not None and reply.usage.prompt_tokens > 0
@@ -31,8 +35,8 @@ async def test_chat_completion_says_paris(stack: Stack) -> None:
 
 async def test_streamed_chat_completion_says_paris_with_usage(stack: Stack) -> None:
     stream = await stack.openai.chat.completions.create(
-        model="smollm2-135m-instruct",
-        messages=QUESTION,  # type: ignore[arg-type]
+        model=MODEL,
+        messages=QUESTION,
         max_tokens=30,
         temperature=0,
         stream=True,
@@ -51,7 +55,7 @@ async def test_streamed_chat_completion_says_paris_with_usage(stack: Stack) -> N
 
 async def test_completion_endpoint(stack: Stack) -> None:
     reply = await stack.openai.completions.create(
-        model="smollm2-135m-instruct",
+        model=MODEL,
         prompt="The capital of France is",
         max_tokens=8,
         temperature=0,
