@@ -15,18 +15,19 @@ if __name__ == "__main__":
     _HERE = Path(__file__).resolve().parent
     sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
-from dataclasses import dataclass, replace  # noqa: E402
-from importlib.metadata import version  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from importlib.metadata import version
+from typing import Any
 
-import redis  # noqa: E402
+import redis
 
-from bench import queue_arq, queue_inferq  # noqa: E402
-from bench.sides import Plan, Report, percentile, run_side  # noqa: E402
-from queueing.server import EmbeddedValkey, port_is_free  # noqa: E402
+from bench import queue_arq, queue_inferq
+from bench.sides import Plan, Report, percentile, run_side
+from queueing.server import EmbeddedValkey, port_is_free
 
 
 def _args() -> argparse.Namespace:
@@ -40,14 +41,17 @@ def _args() -> argparse.Namespace:
     p.add_argument("--max-jobs", type=int, default=100, help="arq Worker max_jobs")
     p.add_argument("--rate", type=float, default=2000.0, help="offered rate of the paced run")
     p.add_argument("--latency-s", type=float, help="length of the paced run")
+    p.add_argument("--hz", type=int, help="set the server's hz (WAITAOF waits ~1/hz s)")
     return p.parse_args()
 
 
-def _server_config(url: str) -> dict[str, str]:
+def _server_config(url: str, hz: int | None = None) -> dict[str, str]:
     """FLUSHALL (the Lua library stays), then the server's version and persistence config."""
     client = redis.Redis.from_url(url, decode_responses=True)
     try:
         client.flushall()
+        if hz:
+            client.config_set("hz", hz)
         info: dict[str, Any] = client.info("server")
         config: dict[str, str] = client.config_get("appendonly", "appendfsync", "hz")
         return {"valkey": str(info.get("valkey_version", info["redis_version"])), **config}
@@ -73,18 +77,22 @@ class Run:
         """End-to-end throughput."""
         return self.n / self.elapsed
 
-    def describe(self) -> str:
-        """Throughput, timing, and CPU microseconds per job by process."""
-        us = {
+    def cpu_us(self) -> dict[str, int]:
+        """CPU microseconds per job spent by each process, and in all."""
+        seconds = {
             "producer": self.producer["proc"],
             "consumer": self.consumer["proc"],
             "valkey": self.consumer["server"],
         }
-        cpu = ", ".join(f"{name} {1e6 * s / self.n:.0f}" for name, s in us.items())
+        seconds["total"] = sum(seconds.values())
+        return {name: round(1e6 * s / self.n) for name, s in seconds.items()}
+
+    def describe(self) -> str:
+        """Throughput, timing, and CPU microseconds per job by process."""
+        cpu = ", ".join(f"{name} {us}" for name, us in self.cpu_us().items())
         return (
             f"{self.jobs_s:9,.0f} jobs/s end to end ({self.elapsed:.2f} s, all acked after "
-            f"{self.producer['acked'] - self.producer['start']:.2f} s); CPU µs/job: {cpu}; "
-            f"total {1e6 * sum(us.values()) / self.n:.0f}"
+            f"{self.producer['acked'] - self.producer['start']:.2f} s); CPU µs/job: {cpu}"
         )
 
 
@@ -104,13 +112,15 @@ def main() -> None:
         rate=args.rate,
         latency_s=args.latency_s or (1.5 if args.quick else 4.0),
     )
+    load = os.getloadavg()[0]
     port = next(p for p in range(16900, 17400) if port_is_free("127.0.0.1", p))
     with tempfile.TemporaryDirectory() as tmp, EmbeddedValkey(Path(tmp), port) as server:
-        cfg = _server_config(server.url)
+        cfg = _server_config(server.url, args.hz)
         plan = replace(plan, url=server.url)
         iq = run_side(plan, [("p", queue_inferq.producer), ("c", queue_inferq.consumer)], 600)
         _server_config(server.url)
         aq = run_side(plan, [("p", queue_arq.producer), ("c", queue_arq.consumer)], 600)
+    cfg["load"] = f"{load:.2f} → {os.getloadavg()[0]:.2f}"
     _print(plan, cfg, iq, aq)
 
 
@@ -120,12 +130,14 @@ def _print(plan: Plan, cfg: dict[str, str], iq: dict[str, Report], aq: dict[str,
     many = Run(n, iq["p"]["many"], iq["c"]["many"])
     arq = Run(n, aq["p"]["timed"], aq["c"]["timed"])
     lat = [x * 1000 for x in iq["c"]["latencies"]]
+    paced = iq["p"]["paced"]
     p50, p99 = percentile(lat, 50), percentile(lat, 99)
     print(
         f"server: valkey {cfg['valkey']}, appendonly={cfg['appendonly']} "
         f"appendfsync={cfg['appendfsync']} hz={cfg['hz']}; the same server and AOF config for "
         "both sides, FLUSHALL between them; per side 1 producer + 1 consumer process, "
-        f"{n:,} timed jobs after a {plan.warmup:,}-job warm-up"
+        f"{n:,} timed jobs after a {plan.warmup:,}-job warm-up; {os.cpu_count()} CPUs, load "
+        f"average {cfg['load']} (other work on the machine skews every figure)"
     )
     print(
         f"inferq producer: {plan.concurrency} concurrent JobStore.enqueue, WAITAOF 1 0 0 on "
@@ -139,7 +151,7 @@ def _print(plan: Plan, cfg: dict[str, str], iq: dict[str, Report], aq: dict[str,
     print(
         f"arq {version('arq')}: {plan.concurrency} concurrent enqueue_job (returns before any "
         f"fsync: arq has no WAITAOF), Worker(max_jobs={plan.max_jobs}, "
-        f"poll_delay={queue_arq.POLL_DELAY_S}) running a no-op, stopped after the n-th job"
+        f"poll_delay={queue_arq.POLL_DELAY_S}, burst=True) running a no-op"
     )
     print(f"arq:     {arq.describe()}")
     ratio, ratio_many = each.jobs_s / arq.jobs_s, many.jobs_s / arq.jobs_s
@@ -147,7 +159,11 @@ def _print(plan: Plan, cfg: dict[str, str], iq: dict[str, Report], aq: dict[str,
     print(
         f"latency: {plan.paced:,} jobs offered at {plan.rate:g}/s, one JobStore.enqueue each: "
         f"enqueue→claim p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {max(lat, default=0):.2f} ms "
-        f"(producer's p99 lag behind its schedule {iq['p']['lag_p99_ms']:.2f} ms)"
+        f"(producer's p99 lag behind its schedule {paced['lag_p99_ms']:.2f} ms)"
+    )
+    print(
+        f"enqueue acknowledged (durable, WAITAOF) after p50 {paced['ack_ms'][0]:.1f} ms, "
+        f"p99 {paced['ack_ms'][1]:.1f} ms: the server acknowledges fsyncs once per 1/hz s"
     )
     figures = {
         "bench": "queue",
@@ -158,12 +174,20 @@ def _print(plan: Plan, cfg: dict[str, str], iq: dict[str, Report], aq: dict[str,
         "claim_p50_ms": round(p50, 3),
         "claim_p99_ms": round(p99, 3),
         "offered_rate": plan.rate,
+        "ack_p50_ms": round(paced["ack_ms"][0], 1),
+        "ack_p99_ms": round(paced["ack_ms"][1], 1),
         "inferq_enqueue_many_jobs_s": round(many.jobs_s),
         "ratio_enqueue_many": round(ratio_many, 2),
         "wait_aof": iq["p"]["wait_aof"],
         "arq_waits_fsync": False,
         "appendfsync": cfg["appendfsync"],
         "hz": int(cfg["hz"]),
+        "cpu_us_per_job": {
+            "inferq": each.cpu_us()["total"],
+            "inferq_enqueue_many": many.cpu_us()["total"],
+            "arq": arq.cpu_us()["total"],
+        },
+        "loadavg": cfg["load"],
     }
     print(json.dumps(figures))
 

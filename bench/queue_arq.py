@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Iterator
 from multiprocessing.synchronize import Barrier
@@ -46,38 +45,37 @@ async def producer(plan: Plan, barrier: Barrier) -> Report:
 
 
 async def _work(pool: ArqRedis, plan: Plan, target: int) -> Report:
-    """Run an arq worker until ``target`` jobs are done; returns when the last one was."""
-    done = asyncio.Event()
-    state = {"count": 0, "finished": 0.0}
+    """Run an arq burst worker until ``target`` jobs are done; returns when the last one was.
+
+    A burst worker also stops whenever it finds the queue empty, which happens while the
+    producer is still enqueueing; it is then started again after ``poll_delay``.
+    """
+    finished = 0.0
 
     async def after_job_end(ctx: dict[str, Any]) -> None:
-        state["count"] += 1
-        if state["count"] == target:
-            state["finished"] = time.monotonic()
-            done.set()
+        nonlocal finished
+        finished = time.monotonic()
 
     worker = Worker(
         functions=[noop],
         redis_pool=pool,
+        burst=True,
+        max_burst_jobs=target,
         poll_delay=POLL_DELAY_S,
         max_jobs=plan.max_jobs,
         handle_signals=False,
         after_job_end=after_job_end,
     )
-    main = asyncio.create_task(worker.main())
-    waiter = asyncio.create_task(done.wait())
-    await asyncio.wait([main, waiter], return_when=asyncio.FIRST_COMPLETED)
-    main.cancel()
-    waiter.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await main
-    if not done.is_set():
-        raise RuntimeError(f"arq worker stopped after {state['count']} of {target} jobs")
-    return {"finished": state["finished"]}
+    while worker.jobs_complete + worker.jobs_failed + worker.jobs_retried < target:
+        await worker.main()
+        await asyncio.sleep(POLL_DELAY_S)
+    if worker.jobs_complete != target:
+        raise RuntimeError(f"arq: {worker.jobs_complete} of {target} jobs succeeded")
+    return {"finished": finished}
 
 
 async def consumer(plan: Plan, barrier: Barrier) -> Report:
-    """One arq worker process (not burst mode: see the bench's notes)."""
+    """One arq worker process."""
     pool = await create_pool(RedisSettings.from_dsn(plan.url))
     await phase(barrier)
     await _work(pool, plan, plan.warmup)

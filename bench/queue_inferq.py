@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench.sides import Meter, Plan, Report, metered, phase
+from bench.sides import Meter, Plan, Report, metered, percentile, phase
 from queueing.catalogue import ModelSpec
 from queueing.connection import connect
 from queueing.jobstore import JobStore
@@ -64,14 +64,16 @@ async def _burst(store: JobStore, records: list[JobRecord], lanes: int, batch: i
     return {"start": start, "acked": time.monotonic()}
 
 
-async def _submit(store: JobStore) -> str:
-    """What an API request does: stamp a job (``created_at``) and enqueue it at once."""
-    return await store.enqueue(job())
+async def _submit(store: JobStore) -> float:
+    """What an API request does: stamp a job (``created_at``), enqueue it; returns the ack s."""
+    record = job()
+    await store.enqueue(record)
+    return time.time() - record.created_at
 
 
-async def _paced(store: JobStore, rate: float, count: int) -> float:
-    """Offer ``count`` jobs at ``rate``/s, one enqueue each; returns the p99 schedule lag (ms)."""
-    tasks: set[asyncio.Task[str]] = set()
+async def _paced(store: JobStore, rate: float, count: int) -> Report:
+    """Offer ``count`` jobs at ``rate``/s, one enqueue each: schedule lags and ack times (ms)."""
+    tasks: list[asyncio.Task[float]] = []
     lags: list[float] = []
     start = time.monotonic()
     for i in range(count):
@@ -79,13 +81,10 @@ async def _paced(store: JobStore, rate: float, count: int) -> float:
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        lags.append(time.monotonic() - due)
-        task = asyncio.create_task(_submit(store))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    await asyncio.gather(*tasks)
-    lags.sort()
-    return lags[int(len(lags) * 0.99)] * 1000
+        lags.append(1000 * (time.monotonic() - due))
+        tasks.append(asyncio.create_task(_submit(store)))
+    acks = [1000 * s for s in await asyncio.gather(*tasks)]
+    return {"lag_p99_ms": percentile(lags, 99), "ack_ms": [percentile(acks, q) for q in (50, 99)]}
 
 
 async def producer(plan: Plan, barrier: Barrier) -> Report:
@@ -104,7 +103,7 @@ async def producer(plan: Plan, barrier: Barrier) -> Report:
     await phase(barrier)
     report["many"] = await metered(meter, _burst(store, many, batched_lanes, plan.enqueue_batch))
     await phase(barrier)
-    report["lag_p99_ms"] = await _paced(store, plan.rate, plan.paced) if plan.paced else 0.0
+    report["paced"] = await _paced(store, plan.rate, plan.paced)
     await client.aclose()
     return report
 

@@ -6,7 +6,7 @@ import asyncio
 import multiprocessing as mp
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from multiprocessing.synchronize import Barrier
 from typing import Any
@@ -38,12 +38,12 @@ class Plan:
         return int(self.rate * self.latency_s)
 
 
-Role = Callable[[Plan, Barrier], Awaitable[Report]]
+Role = Callable[[Plan, Barrier], Coroutine[Any, Any, Report]]
 
 
 def _child(role: Role, name: str, plan: Plan, barrier: Barrier, out: Any) -> None:
     try:
-        report = uvloop.run(role(plan, barrier))
+        report: Report = uvloop.run(role(plan, barrier))
     except BaseException:
         barrier.abort()
         out.put((name, {"error": traceback.format_exc()}))

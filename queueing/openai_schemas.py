@@ -18,7 +18,7 @@ class StreamOptions(BaseModel):
 class _Common(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str
+    model: Annotated[str, Field(min_length=1)]
     max_tokens: Annotated[int, Field(ge=1, le=65_536)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1, le=65_536)] | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 1.0

@@ -49,7 +49,10 @@ class CancelListener:
             await pubsub.subscribe(keys.CANCEL_CHANNEL)
             async for message in pubsub.listen():
                 if message["type"] == "message":
-                    await self.on_cancel(str(message["data"]))
+                    try:
+                        await self.on_cancel(str(message["data"]))
+                    except Exception:
+                        log.exception("handling cancel of %s failed", message["data"])
                 elif message["type"] == "subscribe":
                     self.subscribed.set()
         finally:

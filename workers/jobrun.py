@@ -79,7 +79,10 @@ class JobRunner:
         run.shutdown |= shutdown
         if not run.aborted:
             run.aborted = True
-            await self.engine.abort(run.job.id)
+            try:
+                await self.engine.abort(run.job.id)
+            except Exception:
+                log.exception("job %s: engine abort failed", run.job.id)
 
     async def run(self, run: JobRun) -> None:
         """Run the job to one outcome; never raises (except when the task is cancelled)."""
@@ -87,8 +90,9 @@ class JobRunner:
         out = _Output()
         try:
             await self._generate(run, out)
+            await self._settle(run, out)
         except asyncio.CancelledError:
-            await self._abort_quietly(run)
+            await self.interrupt(run)
             raise
         except EngineError as exc:
             await self._engine_failed(run, exc)
@@ -98,11 +102,6 @@ class JobRunner:
         except Exception as exc:
             log.exception("job %s: unexpected error", job.id)
             await self._fail(run, f"internal worker error: {type(exc).__name__}: {exc}")
-        else:
-            try:
-                await self._settle(run, out)
-            except RedisError as exc:
-                log.warning("job %s: could not record its outcome (%s)", job.id, exc)
 
     async def _generate(self, run: JobRun, out: _Output) -> None:
         record = run.job.record
@@ -177,7 +176,7 @@ class JobRunner:
             log.info("job %s: already finished; nothing recorded", run.job.id)
 
     async def _engine_failed(self, run: JobRun, exc: EngineError) -> None:
-        await self._abort_quietly(run)
+        await self.interrupt(run)
         try:
             if run.lost:
                 return
@@ -193,7 +192,7 @@ class JobRunner:
 
     async def _fail(self, run: JobRun, message: str) -> None:
         """After a bug on this side: the job fails with ``message``."""
-        await self._abort_quietly(run)
+        await self.interrupt(run)
         if run.lost:
             return
         try:
@@ -203,16 +202,10 @@ class JobRunner:
 
     async def _give_back(self, run: JobRun, reason: str) -> None:
         """After queue trouble: release the job, or leave it for its lease to lapse."""
-        await self._abort_quietly(run)
+        await self.interrupt(run)
         if run.lost:
             return
         try:
             await self.queue.release(run.job, reason, graceful=False)
         except RedisError as err:
             log.warning("job %s: left to its lease (%s)", run.job.id, err)
-
-    async def _abort_quietly(self, run: JobRun) -> None:
-        try:
-            await self.interrupt(run)
-        except Exception:
-            log.exception("job %s: engine abort failed", run.job.id)

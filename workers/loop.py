@@ -183,7 +183,9 @@ class Worker:
             try:
                 await step()
             except RedisError as exc:
-                log.warning("%s failed: %s", getattr(step, "__name__", step), exc)
+                log.warning("%s failed: %s", step.__name__, exc)
+            except Exception:
+                log.exception("%s failed", step.__name__)
             await asyncio.sleep(interval_s)
 
     async def _renew(self) -> None:

@@ -237,6 +237,10 @@ async def test_bad_requests_are_openai_errors_and_queue_nothing(
         await oai.chat.completions.create(model=spec.name, messages=HELLO, n=2)
     assert many.value.param == "n"
 
+    with pytest.raises(openai.BadRequestError) as nameless:
+        await oai.completions.create(model="", prompt="Hi")
+    assert nameless.value.param == "model", "no silent fallback to the default model"
+
     # json.dumps escapes a lone surrogate as \\udfff, as a client in another language might.
     raw = json.dumps({"model": spec.name, "messages": [{"role": "user", "content": "\udfff"}]})
     async with httpx.AsyncClient(base_url=server) as http:
