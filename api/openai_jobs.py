@@ -63,16 +63,24 @@ class JobWatch:
 
     async def wait(self, request: Request) -> JobRecord | None:
         """The finished job, or ``None`` if the client disconnected first (the job is cancelled)."""
+        follow = asyncio.ensure_future(self._until_end())
+        gone = asyncio.ensure_future(_disconnected(request))
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(_cancel_on_disconnect, request, group.cancel_scope)
-                async with contextlib.aclosing(self.events()) as events:
-                    async for _ in events:
-                        pass
-                group.cancel_scope.cancel()
+            await asyncio.wait((follow, gone), return_when=asyncio.FIRST_COMPLETED)
         finally:
+            follow.cancel()
+            gone.cancel()
+            await asyncio.gather(follow, gone, return_exceptions=True)
             await self.abandon()
-        return await self.latest() if self.finished else None
+        if follow.cancelled():
+            return None
+        follow.result()  # re-raise what stopped the follower (the queue server went away)
+        return await self.latest()
+
+    async def _until_end(self) -> None:
+        async with contextlib.aclosing(self.events()) as events:
+            async for _ in events:
+                pass
 
     async def abandon(self) -> None:
         """The client is gone: cancel the job unless it already ended (idempotent, shielded)."""
@@ -90,7 +98,7 @@ class JobWatch:
         await self.abandon()
 
 
-async def _cancel_on_disconnect(request: Request, scope: anyio.CancelScope) -> None:
+async def _disconnected(request: Request) -> None:
+    """Return once the client has hung up."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
-    scope.cancel()

@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 
 from prometheus_client import Gauge
+from redis.exceptions import RedisError
 
 from api.errors import error_body
 from api.openai_format import DONE, Head, Kind, chunk, failure, sse, usage_chunk, usage_of
@@ -95,6 +96,9 @@ async def openai_chunks(
         except Diverged:
             message = "the job was restarted after a worker failure and its output changed; retry"
             yield sse(error_body(message, "server_error", "job_restarted", None))
+        except RedisError:
+            message = "the queue server is unavailable; retry later"
+            yield sse(error_body(message, "server_error", "queue_unavailable", None))
         else:
             if progress.status == JobStatus.SUCCEEDED:
                 final = chunk(head, finish_reason=progress.finish_reason, usage_field=include_usage)

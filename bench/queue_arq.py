@@ -48,7 +48,9 @@ async def _work(pool: ArqRedis, plan: Plan, target: int) -> Report:
     """Run an arq burst worker until ``target`` jobs are done; returns when the last one was.
 
     A burst worker also stops whenever it finds the queue empty, which happens while the
-    producer is still enqueueing; it is then started again after ``poll_delay``.
+    producer is still enqueueing; it is then started again after ``poll_delay``. (Not
+    ``max_burst_jobs``: arq 0.28 counts a finished job twice until its next poll cleans up,
+    so that limit can stop a worker for good before its last jobs ran.)
     """
     finished = 0.0
 
@@ -60,7 +62,6 @@ async def _work(pool: ArqRedis, plan: Plan, target: int) -> Report:
         functions=[noop],
         redis_pool=pool,
         burst=True,
-        max_burst_jobs=target,
         poll_delay=POLL_DELAY_S,
         max_jobs=plan.max_jobs,
         handle_signals=False,

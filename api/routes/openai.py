@@ -116,6 +116,7 @@ async def _complete(
     prompt: str | None = None,
     messages: list[ChatMessage] | None = None,
 ) -> Response:
+    """Queue the request as an interactive job, then stream it or wait for its end."""
     _check_unicode(body)
     admit = partial(
         caller.admission.admit,

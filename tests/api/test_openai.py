@@ -267,7 +267,7 @@ async def test_a_full_queue_is_a_rate_limit_error(
     assert full.value.response.headers["retry-after"] == "7"
 
 
-async def test_a_failed_job_is_a_server_error_streamed_or_not(
+async def test_a_failed_or_cancelled_job_is_an_openai_error(
     oai: openai.AsyncOpenAI, worker: WorkQueue, redis_client: aioredis.Redis, spec: ModelSpec
 ) -> None:
     async def fail(error: str) -> None:
@@ -287,6 +287,19 @@ async def test_a_failed_job_is_a_server_error_streamed_or_not(
             pass
     await failing
     assert "out of memory" in streamed.value.message
+
+    async def cancel_by_owner() -> None:
+        job = await claim_one(worker, redis_client)
+        await JobStore(redis_client, worker.settings).cancel(job.id, "local")  # DELETE /v1/jobs
+        assert await worker.complete(job, JobStatus.CANCELLED, error="cancelled by the user") == 1
+
+    cancelling = asyncio.create_task(cancel_by_owner())
+    with pytest.raises(openai.ConflictError) as cancelled:
+        await oai.completions.create(model=spec.name, prompt="Hi")
+    await cancelling
+    assert cancelled.value.code == "job_cancelled"
+    assert "cancelled by the user" in cancelled.value.message
+    assert cancelled.value.response.headers["x-should-retry"] == "false", "no automatic resend"
 
 
 async def test_a_streaming_client_that_hangs_up_cancels_its_running_job(

@@ -17,7 +17,7 @@ class VllmConfig:
     model: Path
     max_model_len: int = 4096
     enforce_eager: bool = True
-    memory_fraction: float = 0.2
+    kv_cache_bytes: int = 1 << 30
     max_num_seqs: int = 64
     # bfloat16 on CPUs without native support garbles this small model's answers.
     dtype: str = "float32"
@@ -38,7 +38,7 @@ class VllmEngine:
             max_model_len=config.max_model_len,
             enforce_eager=config.enforce_eager,
             scheduling_policy="priority",
-            gpu_memory_utilization=config.memory_fraction,
+            kv_cache_memory_bytes=config.kv_cache_bytes,
             max_num_seqs=config.max_num_seqs,
             dtype=config.dtype,
         )
@@ -75,8 +75,9 @@ class VllmEngine:
                     prompt_tokens=len(out.prompt_token_ids or ()),
                     completion_tokens=completion_tokens,
                 )
-        except (ValueError, RuntimeError) as exc:
-            raise EngineError(f"vLLM rejected or failed the request: {exc}") from exc
+        except Exception as exc:  # vLLM's own error types: translate them at this boundary
+            dead = type(exc).__name__ == "EngineDeadError"
+            raise EngineError(f"vLLM failed the request: {exc}", retryable=dead) from exc
 
     async def abort(self, request_id: str) -> None:
         """End the request in the engine now (its stream finishes with reason "abort")."""
