@@ -34,11 +34,12 @@ def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description="inferq vs arq: bare queue round trips")
     p.add_argument("--quick", action="store_true", help="a smaller run of the same shape")
     p.add_argument("--n", type=int, help="timed jobs per run")
-    p.add_argument("--concurrency", type=int, default=2048, help="producer in-flight enqueues")
+    p.add_argument("--concurrency", type=int, default=2048, help="inferq in-flight enqueues")
+    p.add_argument("--arq-concurrency", type=int, default=256, help="arq in-flight enqueues")
     p.add_argument("--enqueue-batch", type=int, default=64, help="jobs per enqueue_many")
     p.add_argument("--claim-batch", type=int, default=256, help="claim max_count")
     p.add_argument("--consumers", type=int, default=2, help="concurrent claim loops (inferq)")
-    p.add_argument("--max-jobs", type=int, default=100, help="arq Worker max_jobs")
+    p.add_argument("--max-jobs", type=int, default=10, help="arq Worker max_jobs")
     p.add_argument("--rate", type=float, default=2000.0, help="offered rate of the paced run")
     p.add_argument("--latency-s", type=float, help="length of the paced run")
     p.add_argument("--hz", type=int, help="set the server's hz (WAITAOF waits ~1/hz s)")
@@ -49,12 +50,14 @@ def _server_config(url: str, hz: int | None = None) -> dict[str, str]:
     """FLUSHALL (the Lua library stays), then the server's version and persistence config."""
     client = redis.Redis.from_url(url, decode_responses=True)
     try:
+        rewrites = client.info("persistence")["aof_rewrites"]
         client.flushall()
         if hz:
             client.config_set("hz", hz)
         info: dict[str, Any] = client.info("server")
         config: dict[str, str] = client.config_get("appendonly", "appendfsync", "hz")
-        return {"valkey": str(info.get("valkey_version", info["redis_version"])), **config}
+        version = str(info.get("valkey_version", info["redis_version"]))
+        return {"valkey": version, "aof_rewrites": str(rewrites), **config}
     finally:
         client.close()
 
@@ -117,14 +120,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, EmbeddedValkey(Path(tmp), port) as server:
         cfg = _server_config(server.url, args.hz)
         plan = replace(plan, url=server.url)
-        iq = run_side(plan, [("p", queue_inferq.producer), ("c", queue_inferq.consumer)], 600)
-        _server_config(server.url)
-        aq = run_side(plan, [("p", queue_arq.producer), ("c", queue_arq.consumer)], 600)
-    cfg["load"] = f"{load:.2f} → {os.getloadavg()[0]:.2f}"
-    _print(plan, cfg, iq, aq)
+        limit = 50 if args.quick else 600
+        iq = run_side(plan, [("p", queue_inferq.producer), ("c", queue_inferq.consumer)], limit)
+        rewrites = _server_config(server.url)["aof_rewrites"]
+        arq_plan = replace(plan, concurrency=args.arq_concurrency)
+        aq = run_side(arq_plan, [("p", queue_arq.producer), ("c", queue_arq.consumer)], limit)
+        cfg["aof_rewrites"] = (
+            f"{rewrites} (inferq side), {_server_config(server.url)['aof_rewrites']} (both)"
+        )
+    cfg["load"] = f"{load:.2f} {os.getloadavg()[0]:.2f}"
+    _print(plan, arq_plan, cfg, iq, aq)
 
 
-def _print(plan: Plan, cfg: dict[str, str], iq: dict[str, Report], aq: dict[str, Report]) -> None:
+def _print(
+    plan: Plan, arq_plan: Plan, cfg: dict[str, str], iq: dict[str, Report], aq: dict[str, Report]
+) -> None:
     n = plan.n
     each = Run(n, iq["p"]["each"], iq["c"]["each"])
     many = Run(n, iq["p"]["many"], iq["c"]["many"])
@@ -134,10 +144,12 @@ def _print(plan: Plan, cfg: dict[str, str], iq: dict[str, Report], aq: dict[str,
     p50, p99 = percentile(lat, 50), percentile(lat, 99)
     print(
         f"server: valkey {cfg['valkey']}, appendonly={cfg['appendonly']} "
-        f"appendfsync={cfg['appendfsync']} hz={cfg['hz']}; the same server and AOF config for "
+        f"appendfsync={cfg['appendfsync']} hz={cfg['hz']}, AOF rewrites {cfg['aof_rewrites']} "
+        "(their forked children's CPU is not in the valkey figures below); "
+        "the same server and AOF config for "
         "both sides, FLUSHALL between them; per side 1 producer + 1 consumer process, "
         f"{n:,} timed jobs after a {plan.warmup:,}-job warm-up; {os.cpu_count()} CPUs, load "
-        f"average {cfg['load']} (other work on the machine skews every figure)"
+        f"average {cfg['load'].replace(' ', ' → ')} (other work on the machine skews every figure)"
     )
     print(
         f"inferq producer: {plan.concurrency} concurrent JobStore.enqueue, WAITAOF 1 0 0 on "
@@ -149,8 +161,8 @@ def _print(plan: Plan, cfg: dict[str, str], iq: dict[str, Report], aq: dict[str,
     print(f"inferq, producer using enqueue_many({plan.enqueue_batch}), one WAITAOF per batch:")
     print(f"         {many.describe()}")
     print(
-        f"arq {version('arq')}: {plan.concurrency} concurrent enqueue_job (returns before any "
-        f"fsync: arq has no WAITAOF), Worker(max_jobs={plan.max_jobs}, "
+        f"arq {version('arq')}: {arq_plan.concurrency} concurrent enqueue_job (returns before any "
+        f"fsync: arq has no WAITAOF), Worker(max_jobs={arq_plan.max_jobs}, "
         f"poll_delay={queue_arq.POLL_DELAY_S}, burst=True) running a no-op"
     )
     print(f"arq:     {arq.describe()}")
@@ -162,8 +174,8 @@ def _print(plan: Plan, cfg: dict[str, str], iq: dict[str, Report], aq: dict[str,
         f"(producer's p99 lag behind its schedule {paced['lag_p99_ms']:.2f} ms)"
     )
     print(
-        f"enqueue acknowledged (durable, WAITAOF) after p50 {paced['ack_ms'][0]:.1f} ms, "
-        f"p99 {paced['ack_ms'][1]:.1f} ms: the server acknowledges fsyncs once per 1/hz s"
+        f"paced enqueues acknowledged (AOF fsynced: WAITAOF 1 0 0 returned) after p50 "
+        f"{paced['ack_ms'][0]:.1f} ms, p99 {paced['ack_ms'][1]:.1f} ms"
     )
     figures = {
         "bench": "queue",
@@ -187,7 +199,7 @@ def _print(plan: Plan, cfg: dict[str, str], iq: dict[str, Report], aq: dict[str,
             "inferq_enqueue_many": many.cpu_us()["total"],
             "arq": arq.cpu_us()["total"],
         },
-        "loadavg": cfg["load"],
+        "loadavg": [float(x) for x in cfg["load"].split()],
     }
     print(json.dumps(figures))
 

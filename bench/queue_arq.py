@@ -11,7 +11,7 @@ from typing import Any
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Worker
 
-from bench.sides import Meter, Plan, Report, metered, phase
+from bench.sides import Meter, Plan, Report, metered, phase, settled
 
 POLL_DELAY_S = 0.001
 
@@ -37,6 +37,7 @@ async def producer(plan: Plan, barrier: Barrier) -> Report:
     pool = await create_pool(RedisSettings.from_dsn(plan.url))
     await phase(barrier)
     await _burst(pool, plan.warmup, plan.concurrency)
+    settled(None)
     await phase(barrier)
     timed = await metered(Meter(), _burst(pool, plan.n, plan.concurrency))
     await phase(barrier)
@@ -80,6 +81,7 @@ async def consumer(plan: Plan, barrier: Barrier) -> Report:
     pool = await create_pool(RedisSettings.from_dsn(plan.url))
     await phase(barrier)
     await _work(pool, plan, plan.warmup)
+    settled(None)
     await phase(barrier)
     timed = await metered(Meter(pool), _work(pool, plan, plan.n))
     await phase(barrier)

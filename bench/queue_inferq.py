@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench.sides import Meter, Plan, Report, metered, percentile, phase
+from bench.sides import Meter, Plan, Report, metered, percentile, phase, settled
 from queueing.catalogue import ModelSpec
 from queueing.connection import connect
 from queueing.jobstore import JobStore
@@ -43,6 +43,11 @@ def job() -> JobRecord:
         prompt="hello there",
         params=SamplingParams(max_tokens=8),
     )
+
+
+def jobs(count: int) -> list[JobRecord]:
+    """``count`` fresh jobs (built before a phase, so that it times only the queue)."""
+    return [job() for _ in range(count)]
 
 
 async def _burst(store: JobStore, records: list[JobRecord], lanes: int, batch: int) -> Report:
@@ -94,14 +99,18 @@ async def producer(plan: Plan, barrier: Barrier) -> Report:
     report: Report = {"wait_aof": await store.check_durability()}
     batched_lanes = max(1, plan.concurrency // plan.enqueue_batch)
     meter = Meter()
-    warm, each, many = ([job() for _ in range(k)] for k in (plan.warmup, plan.n, plan.n))
+    half = plan.warmup // 2
     await phase(barrier)
-    await _burst(store, warm[: len(warm) // 2], plan.concurrency, 1)
-    await _burst(store, warm[len(warm) // 2 :], batched_lanes, plan.enqueue_batch)
+    await _burst(store, jobs(half), plan.concurrency, 1)
+    await _burst(store, jobs(plan.warmup - half), batched_lanes, plan.enqueue_batch)
+    records = settled(jobs(plan.n))
     await phase(barrier)
-    report["each"] = await metered(meter, _burst(store, each, plan.concurrency, 1))
+    report["each"] = await metered(meter, _burst(store, records, plan.concurrency, 1))
+    records = settled(jobs(plan.n))
     await phase(barrier)
-    report["many"] = await metered(meter, _burst(store, many, batched_lanes, plan.enqueue_batch))
+    report["many"] = await metered(meter, _burst(store, records, batched_lanes, plan.enqueue_batch))
+    del records
+    settled(None)
     await phase(barrier)
     report["paced"] = await _paced(store, plan.rate, plan.paced)
     await client.aclose()
@@ -162,6 +171,7 @@ async def consumer(plan: Plan, barrier: Barrier) -> Report:
     await worker.wq.ensure_groups()
     await phase(barrier)
     await worker.run(plan.warmup)
+    settled(None)
     await phase(barrier)
     each = await metered(meter, worker.run(plan.n))
     await phase(barrier)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing as mp
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from multiprocessing.synchronize import Barrier
-from typing import Any
+from queue import Empty
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import uvloop
 
 Report = dict[str, Any]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ def run_side(plan: Plan, roles: Sequence[tuple[str, Role]], timeout_s: float) ->
         proc.start()
     try:
         reports = dict(out.get(timeout=timeout_s) for _ in procs)
+    except Empty:
+        raise RuntimeError(f"a bench process did not report within {timeout_s:g} s") from None
     finally:
         for proc in procs:
             proc.join(5)
@@ -109,6 +114,14 @@ async def metered(meter: Meter, work: Awaitable[Report]) -> Report:
     await meter.start()
     report = await work
     return {**report, **await meter.stop()}
+
+
+def settled(data: _T) -> _T:
+    """Collect garbage and freeze what is left, so that no GC pause of a timed phase walks the
+    bench's own fixtures (prebuilt jobs); returns ``data``."""
+    gc.collect()
+    gc.freeze()
+    return data
 
 
 def percentile(values: Sequence[float], q: float) -> float:
