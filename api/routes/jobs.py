@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Header, Path, Response
-from fastapi.exceptions import RequestValidationError
 
 from api.deps import AdmissionDep, MetricsDep, StoreDep, TenantDep
+from api.unicode import check_unicode
 from queueing.errors import InvalidRequest
 from queueing.schemas import JobCreate, JobPublic
 
@@ -28,19 +27,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         429: "Queue full; retry after the Retry-After header",
     }.items()
 }
-
-
-def _check_unicode(body: JobCreate) -> None:
-    """Refuse lone surrogates (``"\\ud800"`` is valid JSON but not text a tokenizer can take)."""
-    try:
-        json.dumps(body.model_dump(), ensure_ascii=False).encode()
-    except UnicodeEncodeError as exc:
-        error = {
-            "type": "string_unicode",
-            "loc": ("body",),
-            "msg": "text must be valid Unicode; lone surrogates such as \\ud800 are not allowed",
-        }
-        raise RequestValidationError([error]) from exc
 
 
 def _idempotency_key(body: JobCreate, header: str | None) -> str | None:
@@ -70,7 +56,7 @@ async def create_job(
     ] = None,
 ) -> JobPublic:
     """Queue a job; 202 once it is durable, 200 with the original job on a replayed key."""
-    _check_unicode(body)
+    check_unicode(body)
     key = _idempotency_key(body, idempotency_header)
     admit = partial(
         admission.admit,

@@ -6,7 +6,6 @@ route waits for it (or streams it) through the event hub, and cancels it if the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
@@ -17,7 +16,6 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 
 from api.deps import (
@@ -34,6 +32,7 @@ from api.errors import count_rejection, describe, error_body
 from api.openai_format import Head, Kind, completion, failure, model_card
 from api.openai_jobs import JobWatch
 from api.openai_stream import openai_chunks
+from api.unicode import check_unicode
 from queueing.keys import JobClass
 from queueing.openai_schemas import ChatCompletionRequest, CompletionRequest
 from queueing.schemas import ChatMessage, JobStatus, SamplingParams
@@ -95,19 +94,6 @@ class Caller:
 CallerDep = Annotated[Caller, Depends(Caller)]
 
 
-def _check_unicode(body: BaseModel) -> None:
-    """Refuse lone surrogates: valid JSON escapes, but no text a tokenizer can take."""
-    try:
-        json.dumps(body.model_dump(), ensure_ascii=False).encode()
-    except UnicodeEncodeError as exc:
-        error = {
-            "type": "string_unicode",
-            "loc": ("body",),
-            "msg": "text must be valid Unicode; lone surrogates such as \\ud800 are not allowed",
-        }
-        raise RequestValidationError([error]) from exc
-
-
 async def _complete(
     kind: Kind,
     body: ChatCompletionRequest | CompletionRequest,
@@ -117,7 +103,7 @@ async def _complete(
     messages: list[ChatMessage] | None = None,
 ) -> Response:
     """Queue the request as an interactive job, then stream it or wait for its end."""
-    _check_unicode(body)
+    check_unicode(body)
     admit = partial(
         caller.admission.admit,
         tenant=caller.tenant,
