@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
+
+from queueing.schemas import JobStatus
+
+_TERMINAL = frozenset(status.value for status in JobStatus if status.terminal)
 
 
 class EventType(StrEnum):
@@ -13,9 +18,6 @@ class EventType(StrEnum):
     TOKENS = "tokens"
     RESULT = "result"
     ERROR = "error"
-
-
-TERMINAL_STATUSES = frozenset({'"succeeded"', '"failed"', '"cancelled"'})
 
 
 @dataclass(frozen=True)
@@ -29,4 +31,6 @@ class JobEvent:
     @property
     def terminal(self) -> bool:
         """True for the status event that ends the job's stream."""
-        return self.type == EventType.STATUS and any(s in self.data for s in TERMINAL_STATUSES)
+        if self.type != EventType.STATUS:
+            return False
+        return json.loads(self.data).get("status") in _TERMINAL

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -84,28 +85,15 @@ async def running_worker(
     grace_s: float = 5.0,
 ) -> AsyncIterator[Worker]:
     """A :class:`Worker` running in this loop on clients of its own; stopped on exit."""
-    client = await connect(url)
-    blocking = await connect(url, max_connections=2)
-    worker = Worker(
-        client,
-        blocking,
-        spec,
-        engine,
-        queue_settings=queue_settings,
-        worker_settings=worker_settings,
-        consumer=consumer,
-        grace_s=grace_s,
-    )
-    task = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        worker.stop()
+    async with _worker(
+        url, engine, spec, queue_settings, worker_settings, consumer=consumer, grace_s=grace_s
+    ) as worker:
+        task = asyncio.create_task(worker.run())
         try:
-            await asyncio.wait_for(task, 10)
+            yield worker
         finally:
-            await blocking.aclose()
-            await client.aclose()
+            worker.stop()
+            await asyncio.wait_for(task, 10)
 
 
 async def run_burst(
@@ -118,23 +106,36 @@ async def run_burst(
     timeout_s: float = 20.0,
 ) -> Worker:
     """Run a burst-mode worker until the queues are drained."""
+    async with _worker(url, engine, spec, queue_settings, worker_settings, burst=True) as worker:
+        await asyncio.wait_for(worker.run(), timeout_s)
+    return worker
+
+
+@contextlib.asynccontextmanager
+async def _worker(
+    url: str,
+    engine: Engine,
+    spec: ModelSpec,
+    queue_settings: QueueSettings,
+    worker_settings: WorkerSettings,
+    **options: Any,
+) -> AsyncIterator[Worker]:
+    """A :class:`Worker` on a job-path client and a blocking client, both closed on exit."""
     client = await connect(url)
     blocking = await connect(url, max_connections=2)
-    worker = Worker(
-        client,
-        blocking,
-        spec,
-        engine,
-        queue_settings=queue_settings,
-        worker_settings=worker_settings,
-        burst=True,
-    )
     try:
-        await asyncio.wait_for(worker.run(), timeout_s)
+        yield Worker(
+            client,
+            blocking,
+            spec,
+            engine,
+            queue_settings=queue_settings,
+            worker_settings=worker_settings,
+            **options,
+        )
     finally:
         await blocking.aclose()
         await client.aclose()
-    return worker
 
 
 def spawn_worker(
