@@ -32,6 +32,10 @@ class Admission:
             self._tokenizers[spec.name] = ModelTokenizer(spec.path)
         return self._tokenizers[spec.name]
 
+    def spec(self, model: str | None) -> ModelSpec:
+        """The catalogue entry for ``model`` (the default when ``None``); raises if unknown."""
+        return self.catalogue.get(model or self.default_model)
+
     def admit(
         self,
         *,
@@ -42,9 +46,13 @@ class Admission:
         params: SamplingParams,
         job_class: JobClass,
         metadata: dict[str, str] | None = None,
+        recent_output_share: float | None = None,
     ) -> JobRecord:
-        """A queued job record for this request; raises on unknown model or context overflow."""
-        spec = self.catalogue.get(model or self.default_model)
+        """A queued job record for this request; raises on unknown model or context overflow.
+
+        ``recent_output_share`` (see :func:`cost.expected_output_tokens`) tempers the cost.
+        """
+        spec = self.spec(model)
         tokenizer = self.tokenizer(spec)
         text = prompt if prompt is not None else tokenizer.render_chat(messages or [])
         prompt_tokens = tokenizer.count(text)
@@ -55,7 +63,12 @@ class Admission:
                 f"({prompt_tokens} in the prompt, {params.max_tokens} for the completion).",
                 param="messages" if messages is not None else "prompt",
             )
-        estimate = cost.estimate(spec, prompt_tokens=prompt_tokens, max_tokens=params.max_tokens)
+        estimate = cost.estimate(
+            spec,
+            prompt_tokens=prompt_tokens,
+            max_tokens=params.max_tokens,
+            recent_output_share=recent_output_share,
+        )
         return JobRecord(
             id=new_job_id(),
             model=spec.name,

@@ -18,11 +18,19 @@ class CostEstimate:
     expected_output_tokens: int
 
 
-def expected_output_tokens(max_tokens: int, recent_mean: float | None) -> int:
-    """``max_tokens``, tempered by what this tenant and model produced lately."""
-    if recent_mean is None or recent_mean <= 0:
+# Headroom over the recent share, so an estimate errs towards too many tokens.
+SHARE_HEADROOM = 1.25
+
+
+def expected_output_tokens(max_tokens: int, recent_share: float | None) -> int:
+    """``max_tokens``, tempered by the share of it this tenant and model used lately.
+
+    ``recent_share`` is a moving average of ``completion_tokens / max_tokens`` over the
+    tenant's finished jobs on the model; ``None`` (no history yet) means all of it.
+    """
+    if recent_share is None or recent_share <= 0:
         return max_tokens
-    return max(1, min(max_tokens, math.ceil(1.5 * recent_mean)))
+    return max(1, min(max_tokens, math.ceil(max_tokens * recent_share * SHARE_HEADROOM)))
 
 
 def estimate(
@@ -31,10 +39,10 @@ def estimate(
     prompt_tokens: int,
     max_tokens: int,
     images: int = 0,
-    recent_output_mean: float | None = None,
+    recent_output_share: float | None = None,
 ) -> CostEstimate:
     """Units for one request: weighted prompt and output tokens plus images."""
-    output = expected_output_tokens(max_tokens, recent_output_mean)
+    output = expected_output_tokens(max_tokens, recent_output_share)
     units = (
         prompt_tokens * spec.prompt_weight / 1000
         + output * spec.output_weight / 1000

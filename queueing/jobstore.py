@@ -24,6 +24,18 @@ class JobStore:
         self.client = client
         self.settings = settings
         self.wait_aof = False
+        self._shares: dict[tuple[str, str], tuple[float, float | None]] = {}
+
+    async def output_share(self, model: str, tenant: str) -> float | None:
+        """The tenant's recent share of ``max_tokens`` used on ``model`` (cached briefly)."""
+        now = time.monotonic()
+        cached = self._shares.get((model, tenant))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        raw = await self.client.hget(keys.output_shares(model), tenant)
+        share = float(raw) if raw is not None else None
+        self._shares[(model, tenant)] = (now + self.settings.output_share_cache_s, share)
+        return share
 
     async def check_durability(self) -> bool:
         """Use ``WAITAOF`` on the acknowledged path where the server supports it."""

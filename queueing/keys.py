@@ -58,6 +58,11 @@ def units(model: str) -> str:
     return f"{PREFIX}:units:{{{model}}}"
 
 
+def output_shares(model: str) -> str:
+    """Hash of tenant -> moving average of the share of ``max_tokens`` their jobs used."""
+    return f"{PREFIX}:outshare:{{{model}}}"
+
+
 def wake(model: str) -> str:
     """List a worker blocks on while the model's queues are empty."""
     return f"{PREFIX}:wake:{{{model}}}"

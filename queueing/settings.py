@@ -27,6 +27,8 @@ class QueueSettings(BaseModel):
     max_queued_units: float = 1_000_000.0
     ageing_ms: int = 5_000
     retry_after_s: int = 2
+    output_share_alpha: float = 0.2
+    output_share_cache_s: float = 5.0
 
 
 class ApiSettings(BaseModel):

@@ -59,6 +59,14 @@ class Outcome:
     error: str | None = None
 
 
+def _output_share(outcome: Outcome) -> str:
+    """``completion_tokens / max_tokens`` of a job that succeeded, else ``""``."""
+    max_tokens = outcome.job.record.params.max_tokens
+    if outcome.status != JobStatus.SUCCEEDED or outcome.usage is None or max_tokens <= 0:
+        return ""
+    return f"{min(1.0, outcome.usage.completion_tokens / max_tokens):.4f}"
+
+
 def _records(rows: Sequence[Sequence[str]]) -> list[ClaimedJob]:
     return [ClaimedJob(JobRecord.from_hash(dict(zip(r[::2], r[1::2], strict=True)))) for r in rows]
 
@@ -195,11 +203,12 @@ class WorkQueue:
             final += ["error", json.dumps({"message": outcome.error})]
         flat = [item for pair in fields.items() for item in pair]
         return [
-            4,
+            5,
             keys.job(job.id),
             keys.events(job.id),
             job.stream,
             keys.units(self.spec.name),
+            keys.output_shares(self.spec.name),
             self.consumer,
             job.entry,
             job.id,
@@ -207,6 +216,9 @@ class WorkQueue:
             str(time.time()),
             str(self.settings.result_ttl_s),
             keys.EVENTS_CHANNEL,
+            job.record.tenant,
+            _output_share(outcome),
+            str(self.settings.output_share_alpha),
             str(len(fields)),
             *flat,
             *final,

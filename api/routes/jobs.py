@@ -58,6 +58,7 @@ async def create_job(
     """Queue a job; 202 once it is durable, 200 with the original job on a replayed key."""
     check_unicode(body)
     key = _idempotency_key(body, idempotency_header)
+    share = await store.output_share(admission.spec(body.model).name, tenant)
     admit = partial(
         admission.admit,
         tenant=tenant,
@@ -67,6 +68,7 @@ async def create_job(
         params=body.params,
         job_class=body.job_class,
         metadata=body.metadata,
+        recent_output_share=share,
     )
     record = await anyio.to_thread.run_sync(admit)
     job_id = await store.enqueue(record, idempotency_key=key)

@@ -104,6 +104,8 @@ async def _complete(
 ) -> Response:
     """Queue the request as an interactive job, then stream it or wait for its end."""
     check_unicode(body)
+    spec = caller.admission.spec(body.model)
+    share = await caller.store.output_share(spec.name, caller.tenant)
     admit = partial(
         caller.admission.admit,
         tenant=caller.tenant,
@@ -113,6 +115,7 @@ async def _complete(
         params=body.sampling(DEFAULT_MAX_TOKENS),
         job_class=JobClass.INTERACTIVE,
         metadata={"user": body.user} if body.user else {},
+        recent_output_share=share,
     )
     record = await anyio.to_thread.run_sync(admit)
     await caller.store.enqueue(record)

@@ -268,12 +268,13 @@ local function emit(keys, args)
   return 1
 end
 
--- complete: KEYS job, ev, queue, units
--- ARGV consumer, entry_id, job_id, status, now, ttl, channel, nfields, field, value, ...,
---      then kind, data pairs for final events.
+-- complete: KEYS job, ev, queue, units, output shares
+-- ARGV consumer, entry_id, job_id, status, now, ttl, channel, tenant, share, alpha,
+--      nfields, field, value, ..., then kind, data pairs for final events.
+-- A non-empty share (completion tokens / max_tokens) moves the tenant's moving average.
 -- Returns 1 on success, 0 if already finished (no-op), -1 if another worker owns it.
 local function complete(keys, args)
-  local job, ev, queue, units_key = keys[1], keys[2], keys[3], keys[4]
+  local job, ev, queue, units_key, shares = keys[1], keys[2], keys[3], keys[4], keys[5]
   local consumer, entry_id, job_id, status = args[1], args[2], args[3], args[4]
   local current = redis.call('HMGET', job, 'status', 'worker', 'estimated_units')
   if not current[1] or TERMINAL[current[1]] then
@@ -281,11 +282,17 @@ local function complete(keys, args)
     return 0
   end
   if current[2] ~= consumer then return -1 end
-  local nfields = tonumber(args[8])
-  local fields = {unpack(args, 9, 8 + nfields * 2)}
-  local events = {unpack(args, 9 + nfields * 2)}
+  local nfields = tonumber(args[11])
+  local fields = {unpack(args, 12, 11 + nfields * 2)}
+  local events = {unpack(args, 12 + nfields * 2)}
   finish(job, ev, queue, units_key, entry_id, tonumber(current[3] or '0'), status, args[5],
     tonumber(args[6]), fields, events, args[7], job_id)
+  if args[9] ~= '' then
+    local share, alpha = tonumber(args[9]), tonumber(args[10])
+    local old = tonumber(redis.call('HGET', shares, args[8]))
+    if old then share = old + alpha * (share - old) end
+    redis.call('HSET', shares, args[8], tostring(share))
+  end
   return 1
 end
 

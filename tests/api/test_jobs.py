@@ -115,3 +115,20 @@ async def test_queue_full_is_429_with_retry_after(
         metrics = (await client.get("/metrics")).text
     assert 'inferq_api_rejections_total{code="queue_full"} 1.0' in metrics
     assert (await JobStore(redis_client, queue).unit_counters(spec))["n:standard:1"] == 1
+
+
+async def test_what_a_tenant_used_lately_tempers_its_next_estimate(
+    redis_client: aioredis.Redis, valkey: EmbeddedValkey, api_settings: Settings, spec: ModelSpec
+) -> None:
+    queue = api_settings.queue.model_copy(update={"output_share_cache_s": 0.0})
+    settings = api_settings.model_copy(update={"queue": queue})
+    worker = WorkQueue(redis_client, spec, "test-worker", queue)
+    body = {"prompt": "Say hi", "params": {"max_tokens": 1000}}
+    async with api_client(settings, valkey.url) as client:
+        first = (await client.post("/v1/jobs", json=body)).json()
+        [claimed] = await worker.claim(10.0, 1, idle=True)
+        usage = Usage(prompt_tokens=3, completion_tokens=50, total_tokens=53)
+        result = JobResult(text="Hi", finish_reason="stop")
+        await worker.complete(claimed, JobStatus.SUCCEEDED, result=result, usage=usage)
+        second = (await client.post("/v1/jobs", json=body)).json()
+    assert second["estimated_units"] < first["estimated_units"] / 5

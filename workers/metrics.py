@@ -1,0 +1,118 @@
+"""A worker's Prometheus metrics: a registry of its own, served over HTTP from a thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from workers.heartbeat import Load, Progress
+
+OUTCOMES = ("succeeded", "failed", "cancelled", "released")
+_WILDCARDS = {"", "0.0.0.0", "::"}
+
+
+class _Live:
+    """Values read from the worker at scrape time: load, tokens, token rate, budget."""
+
+    def __init__(
+        self,
+        model: str,
+        progress: Progress,
+        load: Callable[[], Load],
+        unit_budget: float,
+        window_s: float,
+    ) -> None:
+        self.model = model
+        self.progress = progress
+        self.load = load
+        self.unit_budget = unit_budget
+        self.window_s = window_s
+        self._samples = deque([(time.monotonic(), progress.tokens)])
+        self._lock = threading.Lock()
+
+    def tokens_per_s(self) -> float:
+        """Output tokens per second over the last ``window_s`` (or since the previous scrape)."""
+        now, tokens = time.monotonic(), self.progress.tokens
+        with self._lock:
+            samples = self._samples
+            samples.append((now, tokens))
+            while len(samples) > 2 and now - samples[1][0] >= self.window_s:
+                samples.popleft()
+            then, before = samples[0]
+        return (tokens - before) / max(now - then, 1e-3)
+
+    def collect(self) -> Iterator[Metric]:
+        """The gauges and the token counter, as they are now."""
+        load = self.load()
+        values: list[tuple[str, str, float]] = [
+            ("inferq_worker_inflight_units", "Model units in flight on this worker", load.units),
+            ("inferq_worker_inflight_jobs", "Jobs in flight on this worker", load.jobs),
+            ("inferq_worker_tokens_per_second", "Output tokens per second", self.tokens_per_s()),
+            ("inferq_worker_unit_budget", "Units this worker may hold in flight", self.unit_budget),
+        ]
+        for name, doc, value in values:
+            gauge = GaugeMetricFamily(name, doc, labels=["model"])
+            gauge.add_metric([self.model], value)
+            yield gauge
+        tokens = CounterMetricFamily(
+            "inferq_worker_output_tokens", "Output tokens generated", labels=["model"]
+        )
+        tokens.add_metric([self.model], self.progress.tokens)
+        yield tokens
+
+
+class WorkerMetrics:
+    """Gauges read from the worker at scrape time, and job outcome counts it reports.
+
+    :meth:`start` serves ``/metrics`` (port 0 picks a free one); :meth:`stop` shuts it down.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        progress: Progress,
+        load: Callable[[], Load],
+        unit_budget: float,
+        *,
+        window_s: float = 10.0,
+    ) -> None:
+        self.model = model
+        self.registry = CollectorRegistry()
+        self.registry.register(_Live(model, progress, load, unit_budget, window_s))
+        self.jobs = Counter(
+            "inferq_worker_jobs_finished",
+            "Jobs that left this worker, by outcome",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
+        for outcome in OUTCOMES:
+            self.jobs.labels(model=model, outcome=outcome)
+        self.url: str | None = None
+        self._server: WSGIServer | None = None
+
+    def job_finished(self, outcome: str) -> None:
+        """Count one job that ended as ``outcome`` (one of :data:`OUTCOMES`)."""
+        self.jobs.labels(model=self.model, outcome=outcome).inc()
+
+    def start(self, host: str, port: int) -> str:
+        """Serve the metrics on ``host:port`` from a thread; returns the ``/metrics`` URL."""
+        server, _ = start_http_server(port, host, registry=self.registry)
+        self._server = server
+        shown = socket.gethostname() if host in _WILDCARDS else host
+        shown = f"[{shown}]" if ":" in shown else shown
+        self.url = f"http://{shown}:{server.server_port}/metrics"
+        return self.url
+
+    def stop(self) -> None:
+        """Stop serving (blocks until the server thread has stopped, at most ~0.5 s)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
