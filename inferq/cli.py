@@ -8,9 +8,11 @@ import threading
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from api.server import run_api
 from inferq.redis_url import queue_server
+from inferq.status import NotRunning, show
 from inferq.supervisor import Supervisor
 from queueing.catalogue import Catalogue
 from queueing.server import EmbeddedValkey
@@ -76,7 +78,42 @@ def worker(
     from workers.llm import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    serve(settings, settings.redis.url, model or settings.default_model)
+    raise typer.Exit(serve(settings, settings.redis.url, model or settings.default_model))
+
+
+@app.command()
+def calibrate(
+    model: str | None = typer.Option(None, help="Catalogue name (default: INFERQ_DEFAULT_MODEL)"),
+    levels: str = typer.Option("1,2,4,8,16,32,64", help="Concurrencies to measure"),
+    max_tokens: int = typer.Option(32, min=1, help="Output tokens per calibration request"),
+) -> None:
+    """Measure this replica's capacity in units/s; workers here then take their budget from it."""
+    settings = Settings()
+    try:
+        concurrencies = [int(level) for level in levels.split(",")]
+    except ValueError:
+        console.print(f"[red]--levels must be comma-separated integers[/], not {levels!r}")
+        raise typer.Exit(2) from None
+    from workers.llm import calibrate_replica
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    with queue_server(settings) as url:
+        result = calibrate_replica(
+            settings, url, model or settings.default_model, concurrencies, max_tokens
+        )
+    table = Table("concurrency", "in-flight units", "units/s", "tokens/s")
+    for level in result.levels:
+        table.add_row(
+            str(level.concurrency),
+            f"{level.inflight_units:g}",
+            f"{level.units_per_s:g}",
+            f"{level.tokens_per_s:g}",
+        )
+    console.print(table)
+    console.print(
+        f"[green]{result.model} on {result.replica}[/]: capacity {result.units_per_s:g} units/s, "
+        f"worker budget {result.unit_budget:g} units in flight (stored)"
+    )
 
 
 @app.command()
@@ -96,3 +133,13 @@ def up(workers: int = typer.Option(1, min=0, help="LLM workers to run")) -> None
             '-d \'{"prompt": "What is the capital of France?"}\'\n'
         )
         supervisor.run()
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """API and worker processes (health, load, metrics URLs) and each model's queue depths."""
+    try:
+        show(Settings(), console, as_json=as_json)
+    except NotRunning as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None

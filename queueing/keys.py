@@ -11,6 +11,7 @@ PREFIX = "iq"
 GROUP = "workers"
 DEAD = f"{PREFIX}:dead"
 WORKERS = f"{PREFIX}:workers"
+API_PROCESSES = f"{PREFIX}:apis"
 CANCEL_CHANNEL = f"{PREFIX}:cancel"
 EVENTS_CHANNEL = f"{PREFIX}:evn"
 LUA_LIBRARY = "inferq"
@@ -63,6 +64,11 @@ def output_shares(model: str) -> str:
     return f"{PREFIX}:outshare:{{{model}}}"
 
 
+def capacity(model: str) -> str:
+    """Hash of replica -> its calibration (capacity in units/s, in-flight budget), as JSON."""
+    return f"{PREFIX}:capacity:{{{model}}}"
+
+
 def wake(model: str) -> str:
     """List a worker blocks on while the model's queues are empty."""
     return f"{PREFIX}:wake:{{{model}}}"
@@ -71,6 +77,11 @@ def wake(model: str) -> str:
 def heartbeat(worker: str) -> str:
     """Key with a TTL that says the worker is alive."""
     return f"{PREFIX}:hb:{worker}"
+
+
+def api_heartbeat(api: str) -> str:
+    """Key with a TTL that says the API process ``api`` is alive."""
+    return f"{PREFIX}:api:{api}"
 
 
 def idempotency(tenant: str, key: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,23 @@ class ApiSettings(BaseModel):
 
 
 class WorkerSettings(BaseModel):
-    """A worker's budget and loop timing."""
+    """A worker's budget, loop timing and health checks.
 
-    unit_budget: float = 64.0
+    ``unit_budget`` unset means: the budget ``inferq calibrate`` stored for ``replica``
+    (this machine, by default).
+    """
+
+    unit_budget: float | None = None
+    replica: str = Field(default_factory=socket.gethostname)
+    stall_s: float = 20.0
+    probe_every_s: float = 5.0
+    probe_timeout_s: float = 20.0
     block_ms: int = 1_000
     renew_every_ms: int = 10_000
     flush_ms: int = 30
     flush_tokens: int = 16
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0  # 0: any free port (the heartbeat entry says which)
 
 
 class Settings(BaseSettings):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
@@ -19,6 +20,7 @@ from workers.heartbeat import Progress
 log = logging.getLogger(__name__)
 
 SHUTDOWN_REASON = "worker shutting down"
+_ABORT_TIMEOUT_S = 1.0
 
 
 @dataclass
@@ -60,15 +62,24 @@ class _Output:
 
 
 class JobRunner:
-    """Streams a job's output into its event stream, then completes, releases or drops it."""
+    """Streams a job's output into its event stream, then completes, releases or drops it.
+
+    ``on_outcome`` hears each outcome recorded: a final status's value, or ``released``.
+    """
 
     def __init__(
-        self, queue: WorkQueue, engine: Engine, settings: WorkerSettings, progress: Progress
+        self,
+        queue: WorkQueue,
+        engine: Engine,
+        settings: WorkerSettings,
+        progress: Progress,
+        on_outcome: Callable[[str], None] | None = None,
     ) -> None:
         self.queue = queue
         self.engine = engine
         self.settings = settings
         self.progress = progress
+        self.on_outcome = on_outcome
 
     async def interrupt(
         self, run: JobRun, *, lost: bool = False, cancelled: bool = False, shutdown: bool = False
@@ -80,7 +91,8 @@ class JobRunner:
         if not run.aborted:
             run.aborted = True
             try:
-                await self.engine.abort(run.job.id)
+                async with asyncio.timeout(_ABORT_TIMEOUT_S):
+                    await self.engine.abort(run.job.id)
             except Exception:
                 log.exception("job %s: engine abort failed", run.job.id)
 
@@ -98,7 +110,7 @@ class JobRunner:
             await self._engine_failed(run, exc)
         except RedisError as exc:
             log.warning("job %s: queue server error (%s); giving it back", job.id, exc)
-            await self._give_back(run, f"worker lost the queue server: {exc}")
+            await self.give_back(run, f"worker lost the queue server: {exc}")
         except Exception as exc:
             log.exception("job %s: unexpected error", job.id)
             await self._fail(run, f"internal worker error: {type(exc).__name__}: {exc}")
@@ -154,7 +166,7 @@ class JobRunner:
             await self._complete(run, JobStatus.CANCELLED, usage=usage)
         elif reason == "abort":
             why = SHUTDOWN_REASON if run.shutdown else "the engine aborted the request"
-            await self.queue.release(job, why, graceful=run.shutdown)
+            await self._release(run, why, graceful=run.shutdown)
         else:
             result = JobResult(text="".join(out.parts), finish_reason=reason)
             await self._complete(run, JobStatus.SUCCEEDED, result=result, usage=usage)
@@ -174,6 +186,12 @@ class JobRunner:
             await self.interrupt(run, lost=True)
         elif code == 0:
             log.info("job %s: already finished; nothing recorded", run.job.id)
+        elif self.on_outcome is not None:
+            self.on_outcome(status.value)
+
+    async def _release(self, run: JobRun, reason: str, *, graceful: bool) -> None:
+        if await self.queue.release(run.job, reason, graceful=graceful) and self.on_outcome:
+            self.on_outcome("released")
 
     async def _engine_failed(self, run: JobRun, exc: EngineError) -> None:
         await self.interrupt(run)
@@ -184,7 +202,7 @@ class JobRunner:
                 await self._complete(run, JobStatus.CANCELLED)
             elif exc.retryable or run.shutdown:
                 log.info("job %s: retryable engine error (%s); releasing it", run.job.id, exc)
-                await self.queue.release(run.job, str(exc), graceful=run.shutdown)
+                await self._release(run, str(exc), graceful=run.shutdown)
             else:
                 await self._complete(run, JobStatus.FAILED, error=str(exc))
         except RedisError as err:
@@ -200,12 +218,12 @@ class JobRunner:
         except RedisError as err:
             log.warning("job %s: left to its lease (%s)", run.job.id, err)
 
-    async def _give_back(self, run: JobRun, reason: str) -> None:
-        """After queue trouble: release the job, or leave it for its lease to lapse."""
+    async def give_back(self, run: JobRun, reason: str) -> None:
+        """Release the job (a delivery counted), or leave it for its lease to lapse."""
         await self.interrupt(run)
         if run.lost:
             return
         try:
-            await self.queue.release(run.job, reason, graceful=False)
+            await self._release(run, reason, graceful=False)
         except RedisError as err:
             log.warning("job %s: left to its lease (%s)", run.job.id, err)

@@ -21,15 +21,21 @@ from queueing.catalogue import ModelSpec
 from queueing.connection import connect
 from queueing.settings import QueueSettings, Settings, WorkerSettings
 from queueing.workqueue import ClaimedJob, WorkQueue
+from workers.calibration import budget_for
 from workers.cancels import CancelListener
 from workers.engine import Engine
 from workers.heartbeat import Heartbeat, Load, Progress
 from workers.jobrun import JobRun, JobRunner
+from workers.metrics import WorkerMetrics
+from workers.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
 _EPSILON = 1e-9
 _RETRY_S = 0.5
+_ABORT_WAIT_S = 2.0
+# Used when neither the settings nor a calibration give a budget.
+DEFAULT_UNIT_BUDGET = 16.0
 
 
 def consumer_name() -> str:
@@ -43,7 +49,8 @@ class Worker:
     ``client`` serves the job path; ``blocking`` is a connection of its own for the BLPOP
     that waits for work. ``burst`` exits once the model's queues are empty and nothing is
     in flight. :meth:`stop` stops claiming; in-flight jobs get ``grace_s`` to finish and
-    are then aborted and released.
+    are then aborted and released. When the watchdog finds the engine stalled, the worker
+    gives its jobs back at once and :attr:`failure` says why.
     """
 
     def __init__(
@@ -59,6 +66,7 @@ class Worker:
         burst: bool = False,
         grace_s: float = 30.0,
         claim_batch: int = 8,
+        unit_budget: float | None = None,
     ) -> None:
         self.client = client
         self.blocking = blocking
@@ -69,11 +77,25 @@ class Worker:
         self.burst = burst
         self.grace_s = grace_s
         self.claim_batch = claim_batch
+        self.budget = unit_budget or worker_settings.unit_budget or DEFAULT_UNIT_BUDGET
+        self.failure: str | None = None
         self.runs: dict[str, JobRun] = {}
         self.progress = Progress()
-        self.runner = JobRunner(self.queue, engine, worker_settings, self.progress)
+        self.metrics = WorkerMetrics(spec.name, self.progress, self.load, self.budget)
+        self.runner = JobRunner(
+            self.queue, engine, worker_settings, self.progress, self.metrics.job_finished
+        )
         self.heartbeat = Heartbeat(client, self.consumer, spec.name, self.progress, self.load)
         self.cancels = CancelListener(client, self._on_cancel)
+        self.watchdog = Watchdog(
+            engine,
+            self.progress,
+            self.load,
+            self.fail,
+            stall_s=worker_settings.stall_s,
+            probe_every_s=worker_settings.probe_every_s,
+            probe_timeout_s=worker_settings.probe_timeout_s,
+        )
         lease_s = queue_settings.lease_ms / 1000
         self.renew_s = min(worker_settings.renew_every_ms / 1000, lease_s / 3)
         self.reclaim_s = lease_s / 2
@@ -93,12 +115,25 @@ class Worker:
         self._stopping = True
         self._kick.set()
 
+    def fail(self, reason: str) -> None:
+        """The engine is unhealthy: stop claiming and give every in-flight job back now."""
+        if self.failure is None:
+            log.error("worker %s: %s; stepping aside", self.consumer, reason)
+            self.failure = reason
+        self._stopping = True
+        self._hurry.set()
+        self._kick.set()
+
     async def run(self) -> None:
         """Work until stopped (or, in burst mode, until there is nothing left)."""
         await self.queue.ensure_groups()
+        self.heartbeat.metrics_url = self.metrics.start(
+            self.settings.metrics_host, self.settings.metrics_port
+        )
         tasks = [
             asyncio.create_task(self.cancels.run(), name="cancels"),
             asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
+            asyncio.create_task(self.watchdog.run(), name="watchdog"),
             asyncio.create_task(self._every(self.renew_s, self._renew), name="renew"),
             asyncio.create_task(self._every(self.reclaim_s, self._reclaim), name="reclaim"),
         ]
@@ -114,13 +149,14 @@ class Worker:
             await asyncio.gather(*tasks, *leftovers, return_exceptions=True)
             with contextlib.suppress(RedisError):
                 await self.heartbeat.clear()
+            await asyncio.to_thread(self.metrics.stop)
             log.info("worker %s stopped", self.consumer)
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
             self._kick.clear()
             load = self.load()
-            room = self.settings.unit_budget - load.units
+            room = self.budget - load.units
             idle = load.jobs == 0
             if room <= _EPSILON and not idle:
                 await self._wait(for_work=False)
@@ -201,7 +237,7 @@ class Worker:
         if self._stopping:
             return
         load = self.load()
-        if load.jobs and self.settings.unit_budget - load.units <= _EPSILON:
+        if load.jobs and self.budget - load.units <= _EPSILON:
             return
         for job in await self.queue.reclaim(self.claim_batch):
             log.info("job %s: reclaimed (attempt %d)", job.id, job.record.attempts)
@@ -228,7 +264,11 @@ class Worker:
             await self.runner.interrupt(run, shutdown=True)
         pending = [t for r in runs if (t := r.task) is not None]
         if pending:
-            await asyncio.wait(pending, timeout=max(self.grace_s, 5.0))
+            wait_s = _ABORT_WAIT_S if self.failure else max(self.grace_s, 5.0)
+            await asyncio.wait(pending, timeout=wait_s)
+        if self.failure is not None:
+            for run in list(self.runs.values()):  # the engine never answered their abort
+                await self.runner.give_back(run, f"worker unhealthy: {self.failure}")
 
 
 async def run_worker(
@@ -240,10 +280,15 @@ async def run_worker(
     burst: bool = False,
     grace_s: float = 30.0,
     consumer: str | None = None,
-) -> None:
-    """Connect, run a :class:`Worker` until SIGTERM/SIGINT (or drained, in burst mode)."""
+) -> str | None:
+    """Connect, run a :class:`Worker` until SIGTERM/SIGINT (or drained, in burst mode).
+
+    The in-flight budget comes from the settings, else from this replica's calibration.
+    Returns why the worker stepped aside (its engine was unhealthy), or ``None``.
+    """
     client = await connect(url, blocking=True)
     blocking = await connect(url, max_connections=2)
+    budget = await budget_for(client, spec.name, settings.worker)
     worker = Worker(
         client,
         blocking,
@@ -254,13 +299,15 @@ async def run_worker(
         consumer=consumer,
         burst=burst,
         grace_s=grace_s,
+        unit_budget=budget,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
     try:
-        log.info("worker %s serving %s", worker.consumer, spec.name)
+        log.info("worker %s serving %s, budget %s units", worker.consumer, spec.name, worker.budget)
         await worker.run()
+        return worker.failure
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -85,7 +85,7 @@ async def running_worker(
     grace_s: float = 5.0,
 ) -> AsyncIterator[Worker]:
     """A :class:`Worker` running in this loop on clients of its own; stopped on exit."""
-    async with _worker(
+    async with worker_on(
         url, engine, spec, queue_settings, worker_settings, consumer=consumer, grace_s=grace_s
     ) as worker:
         task = asyncio.create_task(worker.run())
@@ -106,13 +106,13 @@ async def run_burst(
     timeout_s: float = 20.0,
 ) -> Worker:
     """Run a burst-mode worker until the queues are drained."""
-    async with _worker(url, engine, spec, queue_settings, worker_settings, burst=True) as worker:
+    async with worker_on(url, engine, spec, queue_settings, worker_settings, burst=True) as worker:
         await asyncio.wait_for(worker.run(), timeout_s)
     return worker
 
 
 @contextlib.asynccontextmanager
-async def _worker(
+async def worker_on(
     url: str,
     engine: Engine,
     spec: ModelSpec,

@@ -21,7 +21,8 @@ class ScriptedEngine:
     A prompt containing ``fail_marker`` raises a non-retryable :class:`EngineError`,
     ``retry_marker`` a retryable one (only its first ``fail_times`` runs when that is set),
     and ``crash_marker`` a plain ``RuntimeError`` (a bug, as the worker sees it).
-    Errors come after ``fail_after`` tokens.
+    Errors come after ``fail_after`` tokens. :meth:`freeze` makes it hang like a stuck
+    engine: no more output, aborts ignored, new requests never start.
     """
 
     def __init__(
@@ -46,6 +47,15 @@ class ScriptedEngine:
         self.peak_running = 0
         self._aborts: dict[str, asyncio.Event] = {}
         self._failures: Counter[str] = Counter()
+        self._frozen = asyncio.Event()
+
+    def freeze(self) -> None:
+        """Hang from now on: every request stops producing output, for good."""
+        self._frozen.set()
+
+    async def _hang_if_frozen(self) -> None:
+        if self._frozen.is_set():
+            await asyncio.Event().wait()  # never set: a stuck engine
 
     @property
     def running(self) -> frozenset[str]:
@@ -77,6 +87,7 @@ class ScriptedEngine:
         self.peak_running = max(self.peak_running, len(self._aborts))
         try:
             for i, piece in enumerate(pieces):
+                await self._hang_if_frozen()
                 if failure is not None and i == self.fail_after:
                     raise failure
                 if self.token_delay_s > 0:
@@ -85,6 +96,7 @@ class ScriptedEngine:
                             await abort.wait()
                     except TimeoutError:
                         pass
+                await self._hang_if_frozen()
                 if abort.is_set():
                     yield EngineDelta("", "abort", prompt_tokens, i)
                     return
