@@ -26,6 +26,7 @@ class _Common(BaseModel):
     n: Annotated[int, Field(ge=1, le=1)] = 1
     stop: str | list[str] | None = None
     seed: int | None = None
+    ignore_eos: bool = False  # vLLM's extension: generate max_tokens whatever comes
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -46,6 +47,7 @@ class _Common(BaseModel):
             top_p=self.top_p,
             stop=stop,
             seed=self.seed,
+            ignore_eos=self.ignore_eos,
         )
 
     @property

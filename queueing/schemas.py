@@ -47,6 +47,7 @@ class SamplingParams(BaseModel):
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     stop: list[str] = Field(default_factory=list, max_length=8)
     seed: int | None = None
+    ignore_eos: bool = False
 
 
 class JobCreate(BaseModel):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
-from queueing.schemas import JobResult, JobStatus, Usage
+from queueing.schemas import JobRecord, JobResult, JobStatus, Usage
 from queueing.settings import WorkerSettings
 from queueing.workqueue import ClaimedJob, EmitOutcome, WorkQueue
 from workers.coalesce import TokenCoalescer
@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_REASON = "worker shutting down"
 _ABORT_TIMEOUT_S = 1.0
+
+
+def engine_priority(record: JobRecord) -> int:
+    """The engine's priority (lower runs first): class first, then the cheaper band."""
+    return record.job_class.rank * 100 + record.band
 
 
 @dataclass
@@ -121,7 +126,7 @@ class JobRunner:
             request_id=run.job.id,
             prompt=record.prompt,
             params=record.params,
-            priority=record.job_class.rank,
+            priority=engine_priority(record),
         )
         coalescer = TokenCoalescer(
             lambda text: self._send(run, text),

@@ -47,6 +47,8 @@ class Watchdog:
         self.probe_timeout_s = probe_timeout_s
         self.probes_ok = 0
         self._busy_since: float | None = None
+        self._tick_s = min(1.0, stall_s / 4)
+        self._last_tick = time.time()
 
     async def run(self) -> None:
         """Check for stalls every fraction of ``stall_s`` and probe alongside, until cancelled."""
@@ -56,7 +58,7 @@ class Watchdog:
                 if (reason := self.stalled()) is not None:
                     self.on_unhealthy(reason)
                     return
-                await asyncio.sleep(min(1.0, self.stall_s / 4))
+                await asyncio.sleep(self._tick_s)
         finally:
             probing.cancel()
             await asyncio.gather(probing, return_exceptions=True)
@@ -64,10 +66,12 @@ class Watchdog:
     def stalled(self) -> str | None:
         """Why the engine counts as stalled now, or ``None``."""
         now = time.time()
+        paused = now - self._last_tick > 4 * self._tick_s + 1.0
+        self._last_tick = now
         if self.load().jobs == 0:
             self._busy_since = None
             return None
-        if self._busy_since is None:
+        if self._busy_since is None or paused:  # a paused process (SIGSTOP) is not a stall
             self._busy_since = now
         quiet_s = now - max(self._busy_since, self.progress.last_progress)
         if quiet_s > self.stall_s:

@@ -60,6 +60,7 @@ class VllmEngine:
             top_p=p.top_p,
             stop=p.stop or None,
             seed=p.seed,
+            ignore_eos=p.ignore_eos,
             output_kind=RequestOutputKind.DELTA,
         )
         completion_tokens = 0

@@ -1,0 +1,73 @@
+"""The engine settings every side of the pipeline bench shares, and the offline side.
+
+``python bench/pipeline_engine.py MODEL_DIR REQUESTS.json`` runs vLLM's offline
+``LLM.generate`` over the requests (after a warm-up) and prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import json
+import time
+from typing import Any
+
+from bench.workload import load
+from workers.engines.vllm import VllmConfig
+
+
+def engine_kwargs(config: VllmConfig) -> dict[str, Any]:
+    """vLLM engine arguments of the worker's adapter, for the other sides to copy."""
+    return {
+        "model": str(config.model),
+        "max_model_len": config.max_model_len,
+        "enforce_eager": config.enforce_eager,
+        "kv_cache_memory_bytes": config.kv_cache_bytes,
+        "max_num_seqs": config.max_num_seqs,
+        "dtype": config.dtype,
+        "scheduling_policy": "priority",
+    }
+
+
+def serve_flags(config: VllmConfig) -> list[str]:
+    """The same settings as ``vllm.entrypoints.openai.api_server`` flags."""
+    flags = []
+    for name, value in engine_kwargs(config).items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is not False:
+            flags += [flag, str(value)]
+    return flags
+
+
+def offline(config: VllmConfig, requests_path: Path) -> dict[str, float]:
+    """Output tokens per second of ``LLM.generate`` over the requests."""
+    from vllm import LLM, SamplingParams
+
+    requests = load(requests_path)
+    llm = LLM(**engine_kwargs(config))
+
+    def params(max_tokens: int) -> Any:
+        return SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
+
+    warm = requests[:8]
+    llm.generate([r.prompt for r in warm], [params(r.max_tokens) for r in warm], use_tqdm=False)
+    started = time.perf_counter()
+    outputs = llm.generate(
+        [r.prompt for r in requests], [params(r.max_tokens) for r in requests], use_tqdm=False
+    )
+    elapsed = time.perf_counter() - started
+    tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+    return {"tokens": tokens, "elapsed_s": elapsed, "tok_s": tokens / elapsed}
+
+
+if __name__ == "__main__":
+    model_dir, requests_file = Path(sys.argv[1]), Path(sys.argv[2])
+    max_len = int(sys.argv[3]) if len(sys.argv) > 3 else 4096
+    result = offline(VllmConfig(model=model_dir, max_model_len=max_len), requests_file)
+    print(json.dumps(result), flush=True)
