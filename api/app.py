@@ -14,6 +14,7 @@ from api import errors
 from api.bodylimit import BodyLimit
 from api.events import EventHub
 from api.metrics import Metrics
+from api.registration import Registration, base_url
 from api.routes import events, health, jobs, openai
 from queueing.admission import Admission
 from queueing.catalogue import Catalogue
@@ -71,7 +72,8 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             app.state.admission = Admission(catalogue, settings.default_model)
             app.state.hub = hub
             app.state.metrics = Metrics(CollectorRegistry())
-            yield
+            async with Registration(client, base_url(settings.api)).kept():
+                yield
         finally:
             await hub.stop()
             await client.aclose()

@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    # bench/ heads sys.path when run as a script and would shadow the stdlib ``queue``.
+    _HERE = Path(__file__).resolve().parent
+    sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
 import argparse
 import asyncio
@@ -88,19 +90,11 @@ def main() -> None:
         dump(work, tmpdir / "work.json")
         print(f"logs: {tmpdir} (kept until the run ends)", flush=True)
         engine = Path(__file__).resolve().parent / "pipeline_engine.py"
-        out = subprocess.run(
-            [
-                sys.executable,
-                str(engine),
-                str(spec.path),
-                str(tmpdir / "work.json"),
-                str(spec.context_length),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        offline = json.loads(out.stdout.strip().splitlines()[-1])
+        argv = [str(spec.path), str(spec.context_length), str(tmpdir / "work.json")]
+        argv.append(str(tmpdir / "offline.json"))
+        with (tmpdir / "offline.log").open("wb") as log:
+            subprocess.run([sys.executable, str(engine), *argv], check=True, stdout=log, stderr=log)
+        offline = json.loads((tmpdir / "offline.json").read_text())
         print(f"(a) offline LLM.generate: {offline['tok_s']:.1f} tok/s", flush=True)
 
         with vllm_server(config, _port(18100), tmpdir) as base:

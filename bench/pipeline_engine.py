@@ -1,7 +1,7 @@
 """The engine settings every side of the pipeline bench shares, and the offline side.
 
-``python bench/pipeline_engine.py MODEL_DIR REQUESTS.json`` runs vLLM's offline
-``LLM.generate`` over the requests (after a warm-up) and prints one JSON line.
+``python bench/pipeline_engine.py MODEL_DIR MAX_MODEL_LEN REQUESTS.json RESULT.json`` runs
+vLLM's offline ``LLM.generate`` over the requests (after a warm-up) and writes its figures.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    # bench/ heads sys.path when run as a script and would shadow the stdlib ``queue``.
+    _HERE = Path(__file__).resolve().parent
+    sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
 import json
 import time
@@ -67,7 +69,6 @@ def offline(config: VllmConfig, requests_path: Path) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    model_dir, requests_file = Path(sys.argv[1]), Path(sys.argv[2])
-    max_len = int(sys.argv[3]) if len(sys.argv) > 3 else 4096
-    result = offline(VllmConfig(model=model_dir, max_model_len=max_len), requests_file)
-    print(json.dumps(result), flush=True)
+    model_dir, max_len, requests_file, result_file = sys.argv[1:5]
+    config = VllmConfig(model=Path(model_dir), max_model_len=int(max_len))
+    Path(result_file).write_text(json.dumps(offline(config, Path(requests_file))))

@@ -61,9 +61,10 @@ class Heartbeat:
         self.interval_s = interval_s
         self.ttl_s = ttl_s
         self._last = (time.monotonic(), progress.tokens)
+        self.metrics_url: str | None = None
 
     def status(self) -> dict[str, float | int | str]:
-        """The status entry: load, token rate since the last beat, last progress, model, pid."""
+        """The status entry: load, token rate since the last beat, progress, model, pid, metrics."""
         now, tokens = time.monotonic(), self.progress.tokens
         then, before = self._last
         self._last = (now, tokens)
@@ -75,6 +76,7 @@ class Heartbeat:
             "last_progress": self.progress.last_progress,
             "model": self.model,
             "pid": os.getpid(),
+            "metrics_url": self.metrics_url or "",
         }
 
     async def beat(self) -> None:

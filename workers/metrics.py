@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -111,8 +112,14 @@ class WorkerMetrics:
         return self.url
 
     def stop(self) -> None:
-        """Stop serving (blocks until the server thread has stopped, at most ~0.5 s)."""
+        """Stop serving and close the port (blocks until the server thread has ended)."""
         server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        if server is None:
+            return
+        stopping = threading.Thread(target=server.shutdown)
+        stopping.start()
+        # Wake the thread's select() now rather than at its next 0.5 s poll (Linux).
+        with contextlib.suppress(OSError):
+            server.socket.shutdown(socket.SHUT_RDWR)
+        stopping.join()
+        server.server_close()

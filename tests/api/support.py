@@ -29,9 +29,9 @@ async def api_client(settings: Settings, redis_url: str) -> AsyncIterator[httpx.
 
 
 @asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
+async def serve(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
     """Run ``app`` on a real uvicorn server in this event loop; yields its base URL."""
-    port = free_port(18000)
+    port = port or free_port(18000)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, ws="none", lifespan="on", log_level="warning"
     )

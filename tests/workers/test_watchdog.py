@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import redis.asyncio as aioredis
 
@@ -77,7 +78,8 @@ async def test_busy_healthy_worker_is_left_alone(
     )
     async with running_worker(valkey.url, engine, queue_settings, settings) as worker:
         for record in records:
-            await wait_until(lambda r=record: status_is(store, r.id, JobStatus.SUCCEEDED), 20, "")
+            done = partial(status_is, store, record.id, JobStatus.SUCCEEDED)
+            await wait_until(done, 20, "every job")
         assert worker.failure is None and worker.watchdog.probes_ok >= 3
     probes = [rid for rid in engine.finished if rid.startswith("probe-")]
     assert len(probes) == worker.watchdog.probes_ok and PROBE_PRIORITY < 0

@@ -1,0 +1,167 @@
+"""``inferq status``: the running processes, each model's queue depths, every metrics URL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from rich.console import Console
+from rich.table import Table
+
+from queueing import keys
+from queueing.catalogue import Catalogue
+from queueing.keys import JobClass
+from queueing.settings import Settings
+
+CONNECT_TIMEOUT_S = 2.0
+
+
+class NotRunning(RuntimeError):
+    """No queue server answers at the URL inferq would use."""
+
+
+def queue_url(settings: Settings) -> str:
+    """``INFERQ_REDIS__URL``, else where ``inferq up`` runs its embedded server."""
+    return settings.redis.url or f"redis://127.0.0.1:{settings.redis.embedded_port}"
+
+
+async def read_status(url: str, models: Iterable[str]) -> dict[str, Any]:
+    """Processes, queues (``models`` and every model a worker serves) and metrics URLs.
+
+    Reads only; raises :class:`NotRunning` when nothing answers at ``url``.
+    """
+    client = aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=CONNECT_TIMEOUT_S,
+    )
+    try:
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            raise NotRunning(f"inferq is not running (no queue server at {url})") from exc
+        processes = await _processes(client)
+        served = {str(p["model"]) for p in processes if p["kind"] == "worker"}
+        queues = await _queues(client, sorted(set(models) | served))
+    finally:
+        await client.aclose()
+    return {
+        "queue_server": url,
+        "processes": processes,
+        "queues": queues,
+        "metrics_urls": [p["metrics_url"] for p in processes if p["metrics_url"]],
+    }
+
+
+async def _processes(client: aioredis.Redis) -> list[dict[str, Any]]:
+    """API processes and workers, with ``health`` ok while their alive key exists."""
+    apis: dict[str, str] = await client.hgetall(keys.API_PROCESSES)
+    workers: dict[str, str] = await client.hgetall(keys.WORKERS)
+    names = [("api", name) for name in sorted(apis)] + [("worker", n) for n in sorted(workers)]
+    async with client.pipeline(transaction=False) as pipe:
+        for kind, name in names:
+            pipe.exists(keys.api_heartbeat(name) if kind == "api" else keys.heartbeat(name))
+        alive: list[int] = await pipe.execute()
+    now = time.time()
+    processes: list[dict[str, Any]] = []
+    for (kind, name), up in zip(names, alive, strict=True):
+        entry = json.loads(apis[name] if kind == "api" else workers[name])
+        process: dict[str, Any] = {"kind": kind, "id": name, "health": "ok" if up else "stale"}
+        if kind == "worker":
+            last = float(entry.get("last_progress") or 0)
+            entry["since_progress_s"] = round(now - last, 1) if last else None
+            entry.pop("last_progress", None)
+        process.update(entry)
+        process["metrics_url"] = entry.get("metrics_url") or None
+        processes.append(process)
+    return processes
+
+
+async def _queues(client: aioredis.Redis, models: list[str]) -> list[dict[str, Any]]:
+    """Per model: queued jobs and units, units in flight, and each non-empty queue."""
+    async with client.pipeline(transaction=False) as pipe:
+        for model in models:
+            pipe.hgetall(keys.units(model))
+        counters: list[dict[str, str]] = await pipe.execute()
+    return [_model_queues(model, raw) for model, raw in zip(models, counters, strict=True)]
+
+
+def _model_queues(model: str, raw: dict[str, str]) -> dict[str, Any]:
+    def value(name: str) -> float:
+        return round(float(raw.get(name, 0)), 4) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+    queues = []
+    for job_class in JobClass:
+        bands = sorted(int(f.rsplit(":", 1)[1]) for f in raw if f.startswith(f"n:{job_class}:"))
+        for band in bands:
+            field = keys.queue_field(job_class, band)
+            jobs, units = int(value(f"n:{field}")), value(f"u:{field}")
+            if jobs or units:
+                queues.append({"class": str(job_class), "band": band, "jobs": jobs, "units": units})
+    return {
+        "model": model,
+        "queued_jobs": sum(q["jobs"] for q in queues),
+        "queued_units": value("queued"),
+        "inflight_units": value("inflight"),
+        "queues": queues,
+    }
+
+
+def render(report: dict[str, Any], console: Console) -> None:
+    """The report as tables for people, then every metrics URL in full."""
+    console.print(f"inferq at [bold]{report['queue_server']}[/]")
+    processes = report["processes"]
+    console.print(_process_table(processes) if processes else "no API or worker registered")
+    console.print(_queue_table(report["queues"]))
+    console.print("metrics:")
+    for p in processes:
+        if p["metrics_url"]:
+            line = f"  {p['kind']} {p['id']}: {p['metrics_url']}"
+            console.print(line, markup=False, soft_wrap=True)
+
+
+def _process_table(processes: list[dict[str, Any]]) -> Table:
+    table = Table(title="Processes")
+    for column in ("kind", "id", "health", "model", "pid"):
+        table.add_column(column, overflow="fold")
+    for column in ("units", "jobs", "tok/s", "progress"):
+        table.add_column(column, justify="right")
+    for p in processes:
+        health = "[green]ok[/]" if p["health"] == "ok" else "[red]stale[/]"
+        fields = ("model", "pid", "in_flight_units", "in_flight_jobs", "tokens_per_s")
+        cells = ["-" if p.get(f) is None else str(p[f]) for f in fields]
+        since = p.get("since_progress_s")
+        progress = "-" if since is None else f"{since:g} s ago"
+        table.add_row(p["kind"], p["id"], health, *cells, progress)
+    return table
+
+
+def _queue_table(models: list[dict[str, Any]]) -> Table:
+    table = Table(title="Queues")
+    table.add_column("model")
+    table.add_column("queue")
+    table.add_column("jobs", justify="right")
+    table.add_column("units", justify="right")
+    for m in models:
+        name = m["model"]
+        table.add_row(name, "[bold]queued[/]", str(m["queued_jobs"]), f"{m['queued_units']:g}")
+        table.add_row(name, "[bold]in flight[/]", "", f"{m['inflight_units']:g}")
+        for q in m["queues"]:
+            table.add_row(name, f"  {q['class']}:{q['band']}", str(q["jobs"]), f"{q['units']:g}")
+    return table
+
+
+def show(settings: Settings, console: Console, *, as_json: bool) -> None:
+    """Print the status of the inferq that ``settings`` point at: tables, or one JSON object."""
+    models = Catalogue.load(settings.models_dir, settings.catalogue).names()
+    report = asyncio.run(read_status(queue_url(settings), models))
+    if as_json:
+        console.out(json.dumps(report, indent=2), highlight=False)
+    else:
+        render(report, console)
