@@ -40,7 +40,7 @@ def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description="offline vs vllm serve vs inferq, one run")
     p.add_argument("--quick", action="store_true", help="a smaller run of the same shape")
     p.add_argument("--n", type=int, default=256, help="requests in the throughput run")
-    p.add_argument("--mixed", type=int, default=200, help="requests in the mixed run")
+    p.add_argument("--mixed", type=int, default=300, help="requests in the mixed run")
     p.add_argument("--prompt-scale", type=float, default=1 / 16)
     p.add_argument("--output-scale", type=float, default=1 / 4)
     p.add_argument("--unit-budget", type=float, default=DEFAULT_UNIT_BUDGET)
@@ -74,7 +74,7 @@ def main() -> None:
     """Run the three sides and print the comparison."""
     args = _args()
     if args.quick:
-        args.n, args.mixed = 96, 100
+        args.n, args.mixed = 96, 200
     settings = Settings()
     spec = Catalogue.load(settings.models_dir, settings.catalogue).get(settings.default_model)
     config = VllmConfig(model=spec.path, max_model_len=spec.context_length)

@@ -89,9 +89,9 @@ def throughput_set(maker: PromptMaker, n: int, scale: Scale, seed: int = 7) -> l
 
 def mixed_set(maker: PromptMaker, n: int, scale: Scale, seed: int = 11) -> list[Request]:
     """90% short and 10% long requests, shuffled: short from the trace's lower half by
-    total length, long from its top decile (scaled alike, long outputs at 4x)."""
+    output length, long from its top decile (scaled alike, long outputs at 4x)."""
     rng = random.Random(seed)
-    rows = sorted(read_trace(), key=lambda r: r[0] + r[1])
+    rows = sorted(read_trace(), key=lambda r: r[1])
     lower, top = rows[: len(rows) // 2], rows[-len(rows) // 10 :]
     n_long = max(1, n // 10)
     requests = [
