@@ -40,6 +40,7 @@ test: setup lint pytest
 
 bench: setup
 	$(PY) bench/queue.py
+	$(PY) bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) .inferq .mypy_cache .ruff_cache .pytest_cache

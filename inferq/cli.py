@@ -125,7 +125,10 @@ def up(workers: int = typer.Option(1, min=0, help="LLM workers to run")) -> None
         supervisor = Supervisor(console)
         supervisor.add("api", ["api"], {"INFERQ_REDIS__URL": url})
         for i in range(workers):
-            supervisor.add(f"worker-{i}", ["worker"], {"INFERQ_REDIS__URL": url})
+            env = {"INFERQ_REDIS__URL": url}
+            if settings.worker.metrics_port:  # a fixed port: one after another per worker
+                env["INFERQ_WORKER__METRICS_PORT"] = str(settings.worker.metrics_port + i)
+            supervisor.add(f"worker-{i}", ["worker"], env)
         base = f"http://{settings.api.host}:{settings.api.port}"
         console.print(f"\ninferq is up: {base}  (queue server {url})")
         console.print(

@@ -22,7 +22,7 @@ class RedisSettings(BaseModel):
 class QueueSettings(BaseModel):
     """Delivery, retention and backpressure knobs."""
 
-    lease_ms: int = 30_000
+    lease_ms: int = 10_000
     max_deliveries: int = 3
     result_ttl_s: int = 24 * 3600
     max_queued_units: float = 1_000_000.0
