@@ -14,12 +14,13 @@ from api import errors
 from api.bodylimit import BodyLimit
 from api.events import EventHub
 from api.metrics import Metrics
-from api.registration import Registration, base_url
+from api.registration import Registration
 from api.routes import events, health, jobs, openai
 from queueing.admission import Admission
 from queueing.catalogue import Catalogue
 from queueing.connection import connect
 from queueing.jobstore import JobStore
+from queueing.processes import advertised_url
 from queueing.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,9 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             app.state.admission = Admission(catalogue, settings.default_model)
             app.state.hub = hub
             app.state.metrics = Metrics(CollectorRegistry())
-            async with Registration(client, base_url(settings.api)).kept():
+            async with Registration(
+                client, advertised_url(settings.api.host, settings.api.port)
+            ).kept():
                 yield
         finally:
             await hub.stop()

@@ -7,26 +7,15 @@ import contextlib
 import json
 import logging
 import os
-import secrets
-import socket
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from queueing import keys
-from queueing.settings import ApiSettings
+from queueing.processes import process_name
 
 log = logging.getLogger(__name__)
-
-_WILDCARDS = {"", "0.0.0.0", "::"}
-
-
-def base_url(api: ApiSettings) -> str:
-    """``http://host:port`` of an API bound as ``api`` says (a wildcard bind: the hostname)."""
-    host = socket.gethostname() if api.host.strip("[]") in _WILDCARDS else api.host
-    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    return f"http://{host}:{api.port}"
 
 
 class Registration:
@@ -42,7 +31,7 @@ class Registration:
     ) -> None:
         self.client = client
         self.url = url
-        self.name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.name = process_name()
         self.interval_s = interval_s
         self.ttl_s = ttl_s
 

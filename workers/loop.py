@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
 import signal
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +16,7 @@ from redis.exceptions import RedisError
 from queueing import keys
 from queueing.catalogue import ModelSpec
 from queueing.connection import connect
+from queueing.processes import process_name
 from queueing.settings import QueueSettings, Settings, WorkerSettings
 from queueing.workqueue import ClaimedJob, WorkQueue
 from workers.calibration import budget_for
@@ -36,11 +34,6 @@ _RETRY_S = 0.5
 _ABORT_WAIT_S = 2.0
 # Used when neither the settings nor a calibration give a budget.
 DEFAULT_UNIT_BUDGET = 16.0
-
-
-def consumer_name() -> str:
-    """``{hostname}-{pid}-{random}``: unique per worker process, readable in XINFO."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class Worker:
@@ -72,7 +65,7 @@ class Worker:
         self.blocking = blocking
         self.spec = spec
         self.settings = worker_settings
-        self.consumer = consumer or consumer_name()
+        self.consumer = consumer or process_name()
         self.queue = WorkQueue(client, spec, self.consumer, queue_settings)
         self.burst = burst
         self.grace_s = grace_s

@@ -13,10 +13,10 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from queueing.processes import advertised_url
 from workers.heartbeat import Load, Progress
 
 OUTCOMES = ("succeeded", "failed", "cancelled", "released")
-_WILDCARDS = {"", "0.0.0.0", "::"}
 
 
 class _Live:
@@ -106,9 +106,7 @@ class WorkerMetrics:
         """Serve the metrics on ``host:port`` from a thread; returns the ``/metrics`` URL."""
         server, _ = start_http_server(port, host, registry=self.registry)
         self._server = server
-        shown = socket.gethostname() if host in _WILDCARDS else host
-        shown = f"[{shown}]" if ":" in shown else shown
-        self.url = f"http://{shown}:{server.server_port}/metrics"
+        self.url = f"{advertised_url(host, server.server_port)}/metrics"
         return self.url
 
     def stop(self) -> None:
