@@ -47,10 +47,12 @@ class Admission:
         job_class: JobClass,
         metadata: dict[str, str] | None = None,
         recent_output_share: float | None = None,
+        stream_tokens: bool = True,
     ) -> JobRecord:
         """A queued job record for this request; raises on unknown model or context overflow.
 
-        ``recent_output_share`` (see :func:`cost.expected_output_tokens`) tempers the cost.
+        ``recent_output_share`` (see :func:`cost.expected_output_tokens`) tempers the cost;
+        ``stream_tokens`` False asks the worker for the whole text at the end only.
         """
         spec = self.spec(model)
         tokenizer = self.tokenizer(spec)
@@ -81,5 +83,6 @@ class Admission:
             prompt_tokens=prompt_tokens,
             prompt=text,
             params=params,
+            stream_tokens=stream_tokens,
             metadata=metadata or {},
         )

@@ -62,6 +62,9 @@ class JobCreate(BaseModel):
     job_class: JobClass = Field(default=JobClass.STANDARD, alias="class")
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     metadata: dict[str, str] = Field(default_factory=dict, max_length=16)
+    # False: no token events while it runs, one with the whole text at the end (cheaper
+    # when the caller only polls for the result).
+    stream_tokens: bool = True
 
     @model_validator(mode="after")
     def _one_input(self) -> JobCreate:
@@ -112,6 +115,7 @@ class JobRecord(JobPublic):
     prompt_tokens: int
     prompt: str
     params: SamplingParams
+    stream_tokens: bool = True
     worker: str | None = None
     cancel: bool = False
     stream: str | None = None

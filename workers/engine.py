@@ -17,6 +17,8 @@ class EngineRequest:
     prompt: str
     params: SamplingParams
     priority: int = 0
+    # False: one delta with the whole text when the request ends (cheaper for the engine).
+    deltas: bool = True
 
 
 @dataclass
@@ -39,6 +41,11 @@ class EngineError(Exception):
 
 class Engine(Protocol):
     """An inference engine the worker loop drives."""
+
+    @property
+    def slots(self) -> int:
+        """How many requests the engine runs at once; more wait inside it."""
+        ...
 
     def generate(self, request: EngineRequest) -> AsyncIterator[EngineDelta]:
         """Stream output deltas for one request."""

@@ -30,6 +30,10 @@ class Progress:
         self.tokens += tokens
         self.last_progress = time.time()
 
+    def answered(self) -> None:
+        """The engine answered (a probe): progress, though no job got a token."""
+        self.last_progress = time.time()
+
 
 @dataclass(frozen=True)
 class Load:

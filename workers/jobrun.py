@@ -127,6 +127,7 @@ class JobRunner:
             prompt=record.prompt,
             params=record.params,
             priority=engine_priority(record),
+            deltas=record.stream_tokens,
         )
         coalescer = TokenCoalescer(
             lambda text: self._send(run, text),

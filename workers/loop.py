@@ -39,6 +39,9 @@ DEFAULT_UNIT_BUDGET = 16.0
 class Worker:
     """Pulls one model's jobs into an engine while its in-flight units stay under budget.
 
+    It also never holds more jobs than the engine runs at once, less one slot kept for the
+    watchdog's probe, so a backlog waits in the queue in priority order, not in the engine.
+
     ``client`` serves the job path; ``blocking`` is a connection of its own for the BLPOP
     that waits for work. ``burst`` exits once the model's queues are empty and nothing is
     in flight. :meth:`stop` stops claiming; in-flight jobs get ``grace_s`` to finish and
@@ -71,6 +74,7 @@ class Worker:
         self.grace_s = grace_s
         self.claim_batch = claim_batch
         self.budget = unit_budget or worker_settings.unit_budget or DEFAULT_UNIT_BUDGET
+        self.max_jobs = max(1, engine.slots - 1)
         self.failure: str | None = None
         self.runs: dict[str, JobRun] = {}
         self.progress = Progress()
@@ -151,11 +155,11 @@ class Worker:
             load = self.load()
             room = self.budget - load.units
             idle = load.jobs == 0
-            if room <= _EPSILON and not idle:
+            if (room <= _EPSILON or load.jobs >= self.max_jobs) and not idle:
                 await self._wait(for_work=False)
                 continue
             try:
-                jobs = await self.queue.claim(max(room, 0.0), self.claim_batch, idle=idle)
+                jobs = await self.queue.claim(max(room, 0.0), self._claimable(load), idle=idle)
                 if not jobs and self.burst and idle and await self._drained():
                     return
             except RedisError as exc:
@@ -166,6 +170,10 @@ class Worker:
                 self._start(job)
             if not jobs:
                 await self._wait(for_work=True)
+
+    def _claimable(self, load: Load) -> int:
+        """How many jobs one claim may take now."""
+        return max(0, min(self.claim_batch, self.max_jobs - load.jobs))
 
     async def _wait(self, *, for_work: bool) -> None:
         """Until a job finishes, stop is asked, or (``for_work``) the model's queues wake us."""
@@ -230,9 +238,10 @@ class Worker:
         if self._stopping:
             return
         load = self.load()
-        if load.jobs and self.budget - load.units <= _EPSILON:
+        full = self.budget - load.units <= _EPSILON or load.jobs >= self.max_jobs
+        if load.jobs and full:
             return
-        for job in await self.queue.reclaim(self.claim_batch):
+        for job in await self.queue.reclaim(self._claimable(load)):
             log.info("job %s: reclaimed (attempt %d)", job.id, job.record.attempts)
             self._start(job)
 

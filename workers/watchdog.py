@@ -23,7 +23,8 @@ class Watchdog:
     """Watches one engine and calls ``on_unhealthy(reason)`` once, when it must stop.
 
     Unhealthy means: the worker had work for ``stall_s`` seconds without a single new
-    output token, or a one-token probe sent through the engine every ``probe_every_s``
+    output token or probe answer (jobs that stream no tokens show progress only through
+    the probe), or a one-token probe sent through the engine every ``probe_every_s``
     at the highest priority did not finish within ``probe_timeout_s`` (or failed).
     """
 
@@ -85,6 +86,7 @@ class Watchdog:
                 self.on_unhealthy(reason)
                 return
             self.probes_ok += 1
+            self.progress.answered()
 
     async def probe(self) -> str | None:
         """Send one probe; returns why it failed, or ``None`` when the engine answered."""

@@ -69,6 +69,7 @@ async def create_job(
         job_class=body.job_class,
         metadata=body.metadata,
         recent_output_share=share,
+        stream_tokens=body.stream_tokens,
     )
     record = await anyio.to_thread.run_sync(admit)
     job_id = await store.enqueue(record, idempotency_key=key)

@@ -116,6 +116,7 @@ async def _complete(
         job_class=JobClass.INTERACTIVE,
         metadata={"user": body.user} if body.user else {},
         recent_output_share=share,
+        stream_tokens=body.stream,
     )
     record = await anyio.to_thread.run_sync(admit)
     await caller.store.enqueue(record)

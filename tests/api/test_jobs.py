@@ -31,6 +31,7 @@ async def test_submit_poll_and_complete(client: httpx.AsyncClient, worker: WorkQ
     [claimed] = await worker.claim(10.0, 1, idle=True)
     assert claimed.id == job["id"]
     assert claimed.record.prompt.endswith("assistant\n"), "the chat template was applied"
+    assert claimed.record.stream_tokens, "token events by default"
     assert (await client.get(f"/v1/jobs/{job['id']}")).json()["status"] == "running"
     assert await worker.emit(claimed, [("tokens", '{"text":"Hi"}')]) == EmitOutcome.OWNED
     usage = Usage(prompt_tokens=claimed.record.prompt_tokens, completion_tokens=1, total_tokens=9)
@@ -43,6 +44,17 @@ async def test_submit_poll_and_complete(client: httpx.AsyncClient, worker: WorkQ
         "finish_reason": "stop",
     }
     assert done["usage"]["completion_tokens"] == 1 and done["finished_at"] >= done["created_at"]
+
+
+async def test_a_job_may_ask_for_no_token_events(
+    client: httpx.AsyncClient, worker: WorkQueue
+) -> None:
+    created = await client.post("/v1/jobs", json={**CHAT, "stream_tokens": False})
+    assert created.status_code == 202, created.text
+    [claimed] = await worker.claim(10.0, 1, idle=True)
+    assert claimed.id == created.json()["id"] and not claimed.record.stream_tokens
+    bad = await client.post("/v1/jobs", json={**CHAT, "stream_tokens": "sometimes"})
+    assert bad.status_code == 422 and bad.json()["error"]["param"] == "stream_tokens"
 
 
 async def test_idempotency_key_replays_the_original_job(client: httpx.AsyncClient) -> None:

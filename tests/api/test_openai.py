@@ -114,6 +114,7 @@ async def test_chat_completion_answers_like_openai(
     record = job.record
     assert record.job_class is JobClass.INTERACTIVE and record.tenant == "local"
     assert record.params.max_tokens == 12 and record.params.temperature == 0.2
+    assert not record.stream_tokens, "nobody streams a non-streamed completion"
     assert "Say hello" in record.prompt and record.prompt.endswith("assistant\n"), "templated"
 
 
@@ -164,6 +165,7 @@ async def test_streaming_chat_reassembles_and_ends_with_usage(
     assert all(c.usage is None for c in chunks[:-1])
     assert {c.id for c in chunks} == {"chatcmpl-" + job.id.removeprefix("job_")}
     assert {c.object for c in chunks} == {"chat.completion.chunk"}
+    assert job.record.stream_tokens
 
 
 async def test_streamed_completion_is_framed_exactly_as_openai_frames_it(

@@ -65,6 +65,26 @@ async def test_mixed_jobs_complete_with_results_usage_and_ordered_events(
     assert counters["succeeded"] == len(jobs)
 
 
+async def test_a_job_that_streams_no_tokens_gets_its_text_in_one_event(
+    redis_client: aioredis.Redis, valkey: EmbeddedValkey, queue_settings: QueueSettings
+) -> None:
+    store = JobStore(redis_client, queue_settings)
+    quiet = job("only the result matters", max_tokens=9).model_copy(update={"stream_tokens": False})
+    await store.enqueue(quiet)
+    engine = ScriptedEngine(token_delay_s=0.005)
+    settings = WorkerSettings(unit_budget=1.0, block_ms=200, flush_ms=10, flush_tokens=1)
+    await run_burst(valkey.url, engine, queue_settings, settings)
+    final = await store.get(quiet.id, "local")
+    text = "".join(script(quiet.prompt, 9))
+    assert final.status == JobStatus.SUCCEEDED and final.result is not None
+    assert final.result.text == text
+    assert final.usage is not None and final.usage.completion_tokens == 9
+    tokens = [
+        json.loads(e.data)["text"] for e in await store.events(quiet.id) if e.type == "tokens"
+    ]
+    assert tokens == [text], "one token event, with the whole text, at the end"
+
+
 async def test_heartbeat_reports_load_and_is_removed_on_stop(
     redis_client: aioredis.Redis, valkey: EmbeddedValkey, queue_settings: QueueSettings
 ) -> None:

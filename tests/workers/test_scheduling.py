@@ -12,7 +12,7 @@ from queueing.admission import Admission
 from queueing.catalogue import Catalogue, ModelSpec
 from queueing.jobstore import JobStore
 from queueing.keys import JobClass
-from queueing.schemas import JobStatus, SamplingParams
+from queueing.schemas import JobRecord, JobStatus, SamplingParams
 from queueing.server import EmbeddedValkey
 from queueing.settings import QueueSettings, WorkerSettings
 from tests.workers.support import SPEC, job, run_burst, running_worker, status_is, wait_until
@@ -120,3 +120,39 @@ async def test_bands_route_as_estimated_and_cheaper_runs_first(
         assert final.status == JobStatus.SUCCEEDED
         assert final.usage is not None
         assert final.usage.completion_tokens == record.params.max_tokens
+
+
+async def test_a_backlog_waits_in_the_queue_not_in_the_engine(
+    redis_client: aioredis.Redis, valkey: EmbeddedValkey
+) -> None:
+    """With its engine's slots taken (one kept for the probe), the worker claims nothing, so
+    cheaper work that lands later still overtakes dearer work that landed first."""
+    settings = QueueSettings(ageing_ms=10**9, lease_ms=5_000)
+    store = JobStore(redis_client, settings)
+    engine = ScriptedEngine(token_delay_s=0.05, slots=3)
+    roomy = WorkerSettings(unit_budget=100.0, block_ms=200, flush_ms=20, flush_tokens=4)
+    first = [job(band=2, units=1.0, max_tokens=10) for _ in range(2)]
+    dear = [job(band=2, units=1.0, max_tokens=2) for _ in range(3)]
+    cheap = [job(band=0, max_tokens=2) for _ in range(3)]
+    async with running_worker(valkey.url, engine, settings, roomy):
+        for record in first:
+            await store.enqueue(record)
+        await wait_until(lambda: _started(engine, first), 5, "the first two jobs to start")
+        for record in (*dear, *cheap):
+            await store.enqueue(record)
+        await asyncio.sleep(0.2)
+        queued = [await status_is(store, r.id, JobStatus.QUEUED) for r in (*dear, *cheap)]
+        assert all(queued), "a worker whose slots are taken claimed more"
+        everything = (*first, *dear, *cheap)
+        await wait_until(lambda: _all_succeeded(store, everything), 10, "every job to finish")
+    later = [rid for rid in engine.started if not rid.startswith("probe-")][2:]
+    assert later[:3] == [r.id for r in cheap] and later[3:] == [r.id for r in dear]
+    assert engine.peak_running <= engine.slots
+
+
+async def _started(engine: ScriptedEngine, records: list[JobRecord]) -> bool:
+    return {r.id for r in records} <= set(engine.started)
+
+
+async def _all_succeeded(store: JobStore, records: tuple[JobRecord, ...]) -> bool:
+    return all([await status_is(store, r.id, JobStatus.SUCCEEDED) for r in records])

@@ -83,3 +83,18 @@ async def test_busy_healthy_worker_is_left_alone(
         assert worker.failure is None and worker.watchdog.probes_ok >= 3
     probes = [rid for rid in engine.finished if rid.startswith("probe-")]
     assert len(probes) == worker.watchdog.probes_ok and PROBE_PRIORITY < 0
+
+
+async def test_probe_answers_count_as_progress_for_jobs_that_stream_no_tokens(
+    redis_client: aioredis.Redis, valkey: EmbeddedValkey, queue_settings: QueueSettings
+) -> None:
+    """A job without token events runs 1.6 s, three times ``stall_s``: not a stall."""
+    store = JobStore(redis_client, queue_settings)
+    quiet = job("a long quiet job", max_tokens=80).model_copy(update={"stream_tokens": False})
+    await store.enqueue(quiet)
+    engine = ScriptedEngine(token_delay_s=0.02)
+    settings = WorkerSettings(unit_budget=0.1, stall_s=0.5, probe_every_s=0.1, probe_timeout_s=0.5)
+    async with running_worker(valkey.url, engine, queue_settings, settings) as worker:
+        done = partial(status_is, store, quiet.id, JobStatus.SUCCEEDED)
+        await wait_until(done, 20, "the quiet job")
+        assert worker.failure is None and worker.watchdog.probes_ok >= 5

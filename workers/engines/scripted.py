@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import astuple
 
 from workers.engine import EngineDelta, EngineError, EngineRequest
 
@@ -21,6 +23,7 @@ class ScriptedEngine:
     A prompt containing ``fail_marker`` raises a non-retryable :class:`EngineError`,
     ``retry_marker`` a retryable one (only its first ``fail_times`` runs when that is set),
     and ``crash_marker`` a plain ``RuntimeError`` (a bug, as the worker sees it).
+    It runs any number of requests at once, but says it has ``slots``.
     Errors come after ``fail_after`` tokens. :meth:`freeze` makes it hang like a stuck
     engine: no more output, aborts ignored, new requests never start.
     """
@@ -34,6 +37,7 @@ class ScriptedEngine:
         crash_marker: str = "[crash]",
         fail_times: int | None = None,
         fail_after: int = 0,
+        slots: int = 64,
     ) -> None:
         self.token_delay_s = token_delay_s
         self.fail_marker = fail_marker
@@ -41,6 +45,7 @@ class ScriptedEngine:
         self.crash_marker = crash_marker
         self.fail_times = fail_times
         self.fail_after = fail_after
+        self.slots = slots
         self.started: list[str] = []
         self.aborted: list[str] = []
         self.finished: list[str] = []
@@ -75,7 +80,21 @@ class ScriptedEngine:
         return None
 
     async def generate(self, request: EngineRequest) -> AsyncIterator[EngineDelta]:
-        """Yield the scripted deltas; the last carries ``finish_reason`` and counts."""
+        """Yield the scripted deltas; the last carries ``finish_reason`` and counts.
+
+        Without ``request.deltas``, one delta with the whole text when the request ends.
+        """
+        text: list[str] = []
+        async with aclosing(self._deltas(request)) as deltas:
+            async for delta in deltas:
+                if request.deltas:
+                    yield delta
+                elif delta.finish_reason is None:
+                    text.append(delta.text)
+                else:
+                    yield EngineDelta("".join([*text, delta.text]), *astuple(delta)[1:])
+
+    async def _deltas(self, request: EngineRequest) -> AsyncGenerator[EngineDelta, None]:
         rid = request.request_id
         if rid in self._aborts:
             raise EngineError(f"request id {rid!r} is already running")

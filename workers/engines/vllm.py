@@ -43,6 +43,12 @@ class VllmEngine:
             dtype=config.dtype,
         )
         self._engine: Any = AsyncLLM.from_engine_args(args)
+        self._slots = config.max_num_seqs
+
+    @property
+    def slots(self) -> int:
+        """``max_num_seqs``: vLLM runs this many requests at once."""
+        return self._slots
 
     def running(self) -> int:
         """Requests the engine holds now (waiting or running)."""
@@ -61,7 +67,7 @@ class VllmEngine:
             stop=p.stop or None,
             seed=p.seed,
             ignore_eos=p.ignore_eos,
-            output_kind=RequestOutputKind.DELTA,
+            output_kind=RequestOutputKind.DELTA if request.deltas else RequestOutputKind.FINAL_ONLY,
         )
         completion_tokens = 0
         try:
