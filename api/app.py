@@ -14,7 +14,7 @@ from api import errors
 from api.bodylimit import BodyLimit
 from api.events import EventHub
 from api.metrics import Metrics
-from api.registration import Registration
+from api.registration import api_presence
 from api.routes import events, health, jobs, openai
 from queueing.admission import Admission
 from queueing.catalogue import Catalogue
@@ -73,7 +73,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             app.state.admission = Admission(catalogue, settings.default_model)
             app.state.hub = hub
             app.state.metrics = Metrics(CollectorRegistry())
-            async with Registration(
+            async with api_presence(
                 client, advertised_url(settings.api.host, settings.api.port)
             ).kept():
                 yield

@@ -6,7 +6,9 @@ length mix comes from the Azure LLM conversation trace (CC-BY 4.0), scaled to th
 (a) ``LLM.generate`` offline, (b) ``vllm.entrypoints.openai.api_server`` over HTTP,
 (c) inferq: HTTP submit → queue → worker → result. Then a mixed workload (90% short,
 10% long, arriving together) through (b) and (c). Each side is warmed up before it is
-timed and gets the machine to itself. The last line printed is JSON.
+timed and gets the machine to itself. The mixed burst is ten times the engine's
+``max_num_seqs`` by default, so that long requests can pile up in the engine's slots.
+The last line printed is JSON.
 """
 
 from __future__ import annotations
@@ -40,7 +42,12 @@ def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description="offline vs vllm serve vs inferq, one run")
     p.add_argument("--quick", action="store_true", help="a smaller run of the same shape")
     p.add_argument("--n", type=int, default=256, help="requests in the throughput run")
-    p.add_argument("--mixed", type=int, default=300, help="requests in the mixed run")
+    p.add_argument(
+        "--mixed",
+        type=int,
+        default=None,
+        help="requests in the mixed burst (default: ten times the engine's max_num_seqs)",
+    )
     p.add_argument("--prompt-scale", type=float, default=1 / 16)
     p.add_argument("--output-scale", type=float, default=1 / 4)
     p.add_argument("--unit-budget", type=float, default=DEFAULT_UNIT_BUDGET)
@@ -73,11 +80,12 @@ def _http_side(base: str, work: Any, mixed: Any, warm: Any) -> dict[str, Any]:
 def main() -> None:
     """Run the three sides and print the comparison."""
     args = _args()
-    if args.quick:
-        args.n, args.mixed = 96, 200
     settings = Settings()
     spec = Catalogue.load(settings.models_dir, settings.catalogue).get(settings.default_model)
     config = VllmConfig(model=spec.path, max_model_len=spec.context_length)
+    if args.quick:
+        args.n, args.mixed = 96, 300
+    args.mixed = args.mixed or 10 * config.max_num_seqs
     scale = Scale(prompt=args.prompt_scale, output=args.output_scale)
     maker = PromptMaker(spec.path)
     work, mixed = throughput_set(maker, args.n, scale), mixed_set(maker, args.mixed, scale)

@@ -1,29 +1,30 @@
-"""Worker heartbeats: a key with a TTL that says "alive", and a status entry in a hash."""
+"""Worker heartbeats: the worker's progress and load, published through its presence."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
 import os
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from queueing import keys
+from queueing.presence import Presence
 
-log = logging.getLogger(__name__)
 
-
-@dataclass
 class Progress:
-    """What the worker has done so far (tokens produced, when it last made progress)."""
+    """What the worker has done so far: tokens produced, when it last made progress, and
+    its token rate over the last ``window_s`` (read from the heartbeat and the metrics)."""
 
-    tokens: int = 0
-    last_progress: float = 0.0
+    def __init__(self, window_s: float = 10.0) -> None:
+        self.tokens = 0
+        self.last_progress = 0.0
+        self.window_s = window_s
+        self._samples = deque([(time.monotonic(), 0)])
+        self._lock = threading.Lock()
 
     def note(self, tokens: int) -> None:
         """Count ``tokens`` new output tokens."""
@@ -34,6 +35,17 @@ class Progress:
         """The engine answered (a probe): progress, though no job got a token."""
         self.last_progress = time.time()
 
+    def tokens_per_s(self) -> float:
+        """Output tokens per second over the last ``window_s`` (at least since the last call)."""
+        now, tokens = time.monotonic(), self.tokens
+        with self._lock:
+            samples = self._samples
+            samples.append((now, tokens))
+            while len(samples) > 2 and now - samples[1][0] >= self.window_s:
+                samples.popleft()
+            then, before = samples[0]
+        return (tokens - before) / max(now - then, 1e-3)
+
 
 @dataclass(frozen=True)
 class Load:
@@ -43,65 +55,29 @@ class Load:
     jobs: int
 
 
-class Heartbeat:
-    """Every ``interval_s``: SET ``iq:hb:{worker}`` with a TTL and HSET ``iq:workers``."""
+def heartbeat(
+    client: aioredis.Redis,
+    worker: str,
+    model: str,
+    progress: Progress,
+    load: Callable[[], Load],
+    metrics_url: str | None,
+) -> Presence:
+    """The worker's presence: ``iq:hb:{worker}`` alive for 5 s, its status in ``iq:workers``
+    refreshed every second (load, token rate, last progress, model, pid, metrics URL)."""
 
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        worker: str,
-        model: str,
-        progress: Progress,
-        load: Callable[[], Load],
-        *,
-        interval_s: float = 1.0,
-        ttl_s: int = 5,
-    ) -> None:
-        self.client = client
-        self.worker = worker
-        self.model = model
-        self.progress = progress
-        self.load = load
-        self.interval_s = interval_s
-        self.ttl_s = ttl_s
-        self._last = (time.monotonic(), progress.tokens)
-        self.metrics_url: str | None = None
-
-    def status(self) -> dict[str, float | int | str]:
-        """The status entry: load, token rate since the last beat, progress, model, pid, metrics."""
-        now, tokens = time.monotonic(), self.progress.tokens
-        then, before = self._last
-        self._last = (now, tokens)
-        load = self.load()
+    def status() -> dict[str, float | int | str]:
+        now = load()
         return {
-            "in_flight_units": round(load.units, 4),
-            "in_flight_jobs": load.jobs,
-            "tokens_per_s": round((tokens - before) / max(now - then, 1e-3), 2),
-            "last_progress": self.progress.last_progress,
-            "model": self.model,
+            "in_flight_units": round(now.units, 4),
+            "in_flight_jobs": now.jobs,
+            "tokens_per_s": round(progress.tokens_per_s(), 2),
+            "last_progress": progress.last_progress,
+            "model": model,
             "pid": os.getpid(),
-            "metrics_url": self.metrics_url or "",
+            "metrics_url": metrics_url or "",
         }
 
-    async def beat(self) -> None:
-        """Send one heartbeat."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.set(keys.heartbeat(self.worker), "1", ex=self.ttl_s)
-            pipe.hset(keys.WORKERS, self.worker, json.dumps(self.status()))
-            await pipe.execute()
-
-    async def run(self) -> None:
-        """Beat until cancelled; a failed beat is logged, not fatal."""
-        while True:
-            try:
-                await self.beat()
-            except RedisError as exc:
-                log.warning("heartbeat of %s failed: %s", self.worker, exc)
-            await asyncio.sleep(self.interval_s)
-
-    async def clear(self) -> None:
-        """Say goodbye: remove the key and the status entry."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.delete(keys.heartbeat(self.worker))
-            pipe.hdel(keys.WORKERS, self.worker)
-            await pipe.execute()
+    return Presence(
+        client, keys.WORKERS, worker, keys.heartbeat(worker), status, interval_s=1.0, ttl_s=5
+    )

@@ -22,7 +22,7 @@ from queueing.workqueue import ClaimedJob, WorkQueue
 from workers.calibration import budget_for
 from workers.cancels import CancelListener
 from workers.engine import Engine
-from workers.heartbeat import Heartbeat, Load, Progress
+from workers.heartbeat import Load, Progress, heartbeat
 from workers.jobrun import JobRun, JobRunner
 from workers.metrics import WorkerMetrics
 from workers.watchdog import Watchdog
@@ -82,7 +82,6 @@ class Worker:
         self.runner = JobRunner(
             self.queue, engine, worker_settings, self.progress, self.metrics.job_finished
         )
-        self.heartbeat = Heartbeat(client, self.consumer, spec.name, self.progress, self.load)
         self.cancels = CancelListener(client, self._on_cancel)
         self.watchdog = Watchdog(
             engine,
@@ -124,12 +123,13 @@ class Worker:
     async def run(self) -> None:
         """Work until stopped (or, in burst mode, until there is nothing left)."""
         await self.queue.ensure_groups()
-        self.heartbeat.metrics_url = self.metrics.start(
-            self.settings.metrics_host, self.settings.metrics_port
+        metrics_url = self.metrics.start(self.settings.metrics_host, self.settings.metrics_port)
+        presence = heartbeat(
+            self.client, self.consumer, self.spec.name, self.progress, self.load, metrics_url
         )
         tasks = [
             asyncio.create_task(self.cancels.run(), name="cancels"),
-            asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
+            asyncio.create_task(presence.run(), name="heartbeat"),
             asyncio.create_task(self.watchdog.run(), name="watchdog"),
             asyncio.create_task(self._every(self.renew_s, self._renew), name="renew"),
             asyncio.create_task(self._every(self.reclaim_s, self._reclaim), name="reclaim"),
@@ -145,7 +145,7 @@ class Worker:
                     task.cancel()
             await asyncio.gather(*tasks, *leftovers, return_exceptions=True)
             with contextlib.suppress(RedisError):
-                await self.heartbeat.clear()
+                await presence.clear()
             await asyncio.to_thread(self.metrics.stop)
             log.info("worker %s stopped", self.consumer)
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from wsgiref.simple_server import WSGIServer
 
@@ -23,39 +21,20 @@ class _Live:
     """Values read from the worker at scrape time: load, tokens, token rate, budget."""
 
     def __init__(
-        self,
-        model: str,
-        progress: Progress,
-        load: Callable[[], Load],
-        unit_budget: float,
-        window_s: float,
+        self, model: str, progress: Progress, load: Callable[[], Load], unit_budget: float
     ) -> None:
         self.model = model
         self.progress = progress
         self.load = load
         self.unit_budget = unit_budget
-        self.window_s = window_s
-        self._samples = deque([(time.monotonic(), progress.tokens)])
-        self._lock = threading.Lock()
-
-    def tokens_per_s(self) -> float:
-        """Output tokens per second over the last ``window_s`` (or since the previous scrape)."""
-        now, tokens = time.monotonic(), self.progress.tokens
-        with self._lock:
-            samples = self._samples
-            samples.append((now, tokens))
-            while len(samples) > 2 and now - samples[1][0] >= self.window_s:
-                samples.popleft()
-            then, before = samples[0]
-        return (tokens - before) / max(now - then, 1e-3)
 
     def collect(self) -> Iterator[Metric]:
         """The gauges and the token counter, as they are now."""
-        load = self.load()
+        load, rate = self.load(), self.progress.tokens_per_s()
         values: list[tuple[str, str, float]] = [
             ("inferq_worker_inflight_units", "Model units in flight on this worker", load.units),
             ("inferq_worker_inflight_jobs", "Jobs in flight on this worker", load.jobs),
-            ("inferq_worker_tokens_per_second", "Output tokens per second", self.tokens_per_s()),
+            ("inferq_worker_tokens_per_second", "Output tokens per second", rate),
             ("inferq_worker_unit_budget", "Units this worker may hold in flight", self.unit_budget),
         ]
         for name, doc, value in values:
@@ -81,12 +60,10 @@ class WorkerMetrics:
         progress: Progress,
         load: Callable[[], Load],
         unit_budget: float,
-        *,
-        window_s: float = 10.0,
     ) -> None:
         self.model = model
         self.registry = CollectorRegistry()
-        self.registry.register(_Live(model, progress, load, unit_budget, window_s))
+        self.registry.register(_Live(model, progress, load, unit_budget))
         self.jobs = Counter(
             "inferq_worker_jobs_finished",
             "Jobs that left this worker, by outcome",

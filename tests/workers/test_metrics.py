@@ -95,8 +95,8 @@ async def test_scraped_counters_follow_the_jobs_the_worker_ran(
 
 
 async def test_token_rate_is_recent_and_gauges_read_the_load_at_scrape_time() -> None:
-    progress = Progress()
-    metrics = WorkerMetrics("m", progress, lambda: Load(0.5, 2), 4.0, window_s=0.2)
+    progress = Progress(window_s=0.2)
+    metrics = WorkerMetrics("m", progress, lambda: Load(0.5, 2), 4.0)
     progress.note(50)
     await asyncio.sleep(0.05)
     rate = metrics.registry.get_sample_value("inferq_worker_tokens_per_second", {"model": "m"})
