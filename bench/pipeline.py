@@ -8,6 +8,8 @@ length mix comes from the Azure LLM conversation trace (CC-BY 4.0), scaled to th
 10% long, arriving together) through (b) and (c). Each side is warmed up before it is
 timed and gets the machine to itself. The mixed burst is ten times the engine's
 ``max_num_seqs`` by default, so that long requests can pile up in the engine's slots.
+Each side runs the throughput set ``--repeats`` times (3) and its median counts: this
+machine's speed drifts by ±10% from minute to minute.
 The last line printed is JSON.
 """
 
@@ -24,6 +26,7 @@ if __name__ == "__main__":
 import argparse
 import asyncio
 import json
+import statistics
 import subprocess
 import tempfile
 from typing import Any
@@ -48,6 +51,12 @@ def _args() -> argparse.Namespace:
         default=None,
         help="requests in the mixed burst (default: ten times the engine's max_num_seqs)",
     )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="throughput runs per side; the median counts (this machine's speed drifts)",
+    )
     p.add_argument("--prompt-scale", type=float, default=1 / 16)
     p.add_argument("--output-scale", type=float, default=1 / 4)
     p.add_argument("--unit-budget", type=float, default=DEFAULT_UNIT_BUDGET)
@@ -69,12 +78,16 @@ def _mixed_figures(run: Run) -> dict[str, float]:
     }
 
 
-def _http_side(base: str, work: Any, mixed: Any, warm: Any) -> dict[str, Any]:
+def _http_side(base: str, work: Any, mixed: Any, warm: Any, repeats: int) -> dict[str, Any]:
     asyncio.run(drive(base, warm))
-    throughput = asyncio.run(drive(base, work))
+    runs = [asyncio.run(drive(base, work)).tok_s for _ in range(repeats)]
     asyncio.run(drive(base, warm))
     mixed_run = asyncio.run(drive(base, mixed))
-    return {"tok_s": round(throughput.tok_s, 1), "mixed": _mixed_figures(mixed_run)}
+    return {
+        "tok_s": round(statistics.median(runs), 1),
+        "runs": [round(r, 1) for r in runs],
+        "mixed": _mixed_figures(mixed_run),
+    }
 
 
 def main() -> None:
@@ -84,7 +97,7 @@ def main() -> None:
     spec = Catalogue.load(settings.models_dir, settings.catalogue).get(settings.default_model)
     config = VllmConfig(model=spec.path, max_model_len=spec.context_length)
     if args.quick:
-        args.n, args.mixed = 96, 300
+        args.n, args.mixed, args.repeats = 96, 300, 1
     args.mixed = args.mixed or 10 * config.max_num_seqs
     scale = Scale(prompt=args.prompt_scale, output=args.output_scale)
     maker = PromptMaker(spec.path)
@@ -99,20 +112,21 @@ def main() -> None:
         print(f"logs: {tmpdir} (kept until the run ends)", flush=True)
         engine = Path(__file__).resolve().parent / "pipeline_engine.py"
         argv = [str(spec.path), str(spec.context_length), str(tmpdir / "work.json")]
-        argv.append(str(tmpdir / "offline.json"))
+        argv += [str(tmpdir / "offline.json"), str(args.repeats)]
         with (tmpdir / "offline.log").open("wb") as log:
             subprocess.run([sys.executable, str(engine), *argv], check=True, stdout=log, stderr=log)
         offline = json.loads((tmpdir / "offline.json").read_text())
-        print(f"(a) offline LLM.generate: {offline['tok_s']:.1f} tok/s", flush=True)
+        runs = ", ".join(f"{r:.1f}" for r in offline["runs"])
+        print(f"(a) offline LLM.generate: {offline['tok_s']:.1f} tok/s ({runs})", flush=True)
 
         with vllm_server(config, _port(18100), tmpdir) as base:
-            serve = _http_side(base, work, mixed, warm)
+            serve = _http_side(base, work, mixed, warm, args.repeats)
         print(f"(b) vllm serve: {serve}", flush=True)
 
         with inferq_stack(
             _port(18200), _port(18300), args.unit_budget, tmpdir / "valkey", tmpdir
         ) as base:
-            inferq = _http_side(base, work, mixed, warm)
+            inferq = _http_side(base, work, mixed, warm, args.repeats)
         print(f"(c) inferq: {inferq}", flush=True)
 
     result = {
@@ -135,6 +149,11 @@ def main() -> None:
         "mixed_throughput_ratio_vs_serve": round(
             inferq["mixed"]["tok_s"] / serve["mixed"]["tok_s"], 3
         ),
+        "throughput_runs": {
+            "offline": [round(r, 1) for r in offline["runs"]],
+            "serve": serve["runs"],
+            "inferq": inferq["runs"],
+        },
         "mixed": {"serve": serve["mixed"], "inferq": inferq["mixed"]},
         "requests": {"throughput": len(work), "mixed": len(mixed)},
         "inferq_unit_budget": args.unit_budget,

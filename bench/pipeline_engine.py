@@ -6,6 +6,7 @@ vLLM's offline ``LLM.generate`` over the requests (after a warm-up) and writes i
 
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 
@@ -47,8 +48,9 @@ def serve_flags(config: VllmConfig) -> list[str]:
     return flags
 
 
-def offline(config: VllmConfig, requests_path: Path) -> dict[str, float]:
-    """Output tokens per second of ``LLM.generate`` over the requests."""
+def offline(config: VllmConfig, requests_path: Path, repeats: int) -> dict[str, Any]:
+    """Output tokens per second of ``LLM.generate`` over the requests, ``repeats`` times:
+    the median, and every run's figure."""
     from vllm import LLM, SamplingParams
 
     requests = load(requests_path)
@@ -59,16 +61,19 @@ def offline(config: VllmConfig, requests_path: Path) -> dict[str, float]:
 
     warm = requests[:8]
     llm.generate([r.prompt for r in warm], [params(r.max_tokens) for r in warm], use_tqdm=False)
-    started = time.perf_counter()
-    outputs = llm.generate(
-        [r.prompt for r in requests], [params(r.max_tokens) for r in requests], use_tqdm=False
-    )
-    elapsed = time.perf_counter() - started
-    tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
-    return {"tokens": tokens, "elapsed_s": elapsed, "tok_s": tokens / elapsed}
+    runs = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        outputs = llm.generate(
+            [r.prompt for r in requests], [params(r.max_tokens) for r in requests], use_tqdm=False
+        )
+        elapsed = time.perf_counter() - started
+        runs.append(sum(len(o.outputs[0].token_ids) for o in outputs) / elapsed)
+    return {"tok_s": statistics.median(runs), "runs": runs}
 
 
 if __name__ == "__main__":
-    model_dir, max_len, requests_file, result_file = sys.argv[1:5]
+    model_dir, max_len, requests_file, result_file, repeats = sys.argv[1:6]
     config = VllmConfig(model=Path(model_dir), max_model_len=int(max_len))
-    Path(result_file).write_text(json.dumps(offline(config, Path(requests_file))))
+    result = offline(config, Path(requests_file), int(repeats))
+    Path(result_file).write_text(json.dumps(result))
