@@ -67,10 +67,10 @@ def heartbeat(
     refreshed every second (load, token rate, last progress, model, pid, metrics URL)."""
 
     def status() -> dict[str, float | int | str]:
-        now = load()
+        current = load()
         return {
-            "in_flight_units": round(now.units, 4),
-            "in_flight_jobs": now.jobs,
+            "in_flight_units": round(current.units, 4),
+            "in_flight_jobs": current.jobs,
             "tokens_per_s": round(progress.tokens_per_s(), 2),
             "last_progress": progress.last_progress,
             "model": model,

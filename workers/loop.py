@@ -155,7 +155,7 @@ class Worker:
             load = self.load()
             room = self.budget - load.units
             idle = load.jobs == 0
-            if (room <= _EPSILON or load.jobs >= self.max_jobs) and not idle:
+            if self._full(load) and not idle:
                 await self._wait(for_work=False)
                 continue
             try:
@@ -170,6 +170,10 @@ class Worker:
                 self._start(job)
             if not jobs:
                 await self._wait(for_work=True)
+
+    def _full(self, load: Load) -> bool:
+        """No room left: the unit budget is spent or the engine's slots are taken."""
+        return self.budget - load.units <= _EPSILON or load.jobs >= self.max_jobs
 
     def _claimable(self, load: Load) -> int:
         """How many jobs one claim may take now."""
@@ -238,8 +242,7 @@ class Worker:
         if self._stopping:
             return
         load = self.load()
-        full = self.budget - load.units <= _EPSILON or load.jobs >= self.max_jobs
-        if load.jobs and full:
+        if load.jobs and self._full(load):
             return
         for job in await self.queue.reclaim(self._claimable(load)):
             log.info("job %s: reclaimed (attempt %d)", job.id, job.record.attempts)
