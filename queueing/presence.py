@@ -2,7 +2,9 @@
 
 Workers (``iq:workers``) and API processes (``iq:apis``) announce themselves this way.
 An entry whose alive key has expired is stale (its process died without saying goodbye);
-each beat forgets entries that have been stale for ``forget_after_s``.
+a beat forgets entries that have been stale for ``forget_after_s`` (it looks every tenth
+of that, not at every beat, so a registry of many processes is not read by all of them
+every second).
 """
 
 from __future__ import annotations
@@ -48,16 +50,22 @@ class Presence:
         self.interval_s = interval_s
         self.ttl_s = ttl_s
         self.forget_after_s = forget_after_s
+        self._looked_at = float("-inf")
 
     async def beat(self) -> None:
-        """Refresh the entry and the alive key; forget entries long stale."""
+        """Refresh the entry and the alive key; now and then, forget entries long stale."""
         now = time.time()
         fields = {**self.entry(), SEEN: round(now, 3)}
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.set(self.alive_key, "1", ex=self.ttl_s)
             pipe.hset(self.registry, self.name, json.dumps(fields))
-            pipe.hgetall(self.registry)
-            *_, entries = await pipe.execute()
+            await pipe.execute()
+        if now - self._looked_at >= self.forget_after_s / 10:
+            self._looked_at = now
+            await self._forget_stale(now)
+
+    async def _forget_stale(self, now: float) -> None:
+        entries: dict[str, str] = await self.client.hgetall(self.registry)
         gone = [
             name
             for name, raw in entries.items()
