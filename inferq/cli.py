@@ -15,6 +15,8 @@ from inferq.redis_url import queue_server
 from inferq.status import NotRunning, show
 from inferq.supervisor import Supervisor
 from queueing.catalogue import Catalogue
+from queueing.cluster import EmbeddedCluster
+from queueing.errors import EmbeddedServerError
 from queueing.server import EmbeddedValkey
 from queueing.settings import Settings
 
@@ -47,15 +49,38 @@ def model_list() -> None:
 
 
 @app.command()
-def server() -> None:
-    """Run the embedded Valkey server in the foreground (data under INFERQ_REDIS__DATA_DIR)."""
+def server(
+    cluster: int = typer.Option(
+        0, "--cluster", min=0, help="Run a local Valkey Cluster of N primaries instead"
+    ),
+    replicas: int = typer.Option(0, "--replicas", min=0, help="Replicas per primary (cluster)"),
+) -> None:
+    """Run the embedded Valkey server (or a local cluster: ports from INFERQ_REDIS__EMBEDDED_PORT
+    upward) in the foreground, data under INFERQ_REDIS__DATA_DIR, until Ctrl-C."""
     settings = Settings()
+    if replicas and not cluster:
+        console.print("[red]--replicas needs --cluster N[/]")
+        raise typer.Exit(2)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with EmbeddedValkey(settings.redis.data_dir, settings.redis.embedded_port) as valkey:
-        console.print(f"valkey-server at {valkey.url} (AOF under {valkey.data_dir})")
-        stop.wait()
+    data_dir, port = settings.redis.data_dir, settings.redis.embedded_port
+    try:
+        if cluster:
+            with EmbeddedCluster(data_dir / "cluster", port, cluster, replicas) as nodes:
+                console.print(
+                    f"Valkey cluster: {cluster} primaries with {replicas} replica(s) each on ports "
+                    f"{nodes.ports[0]}-{nodes.ports[-1]} (AOF under {nodes.data_dir}); use"
+                )
+                console.print(f"INFERQ_REDIS__URL={nodes.url}", soft_wrap=True)
+                stop.wait()
+        else:
+            with EmbeddedValkey(data_dir, port) as valkey:
+                console.print(f"valkey-server at {valkey.url} (AOF under {valkey.data_dir})")
+                stop.wait()
+    except EmbeddedServerError as exc:
+        console.print(f"[red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

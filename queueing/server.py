@@ -6,6 +6,7 @@ import contextlib
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -27,14 +28,26 @@ def port_is_free(host: str, port: int) -> bool:
 
 
 class EmbeddedValkey:
-    """A managed ``valkey-server`` child: AOF on, data under ``data_dir``, loopback only."""
+    """A managed ``valkey-server`` child: AOF on, data under ``data_dir``, loopback only.
+
+    ``extra_args`` are appended to the command line (the cluster's nodes add their
+    ``--cluster-*`` options this way).
+    """
 
     host = "127.0.0.1"
 
-    def __init__(self, data_dir: Path, port: int, *, log: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        *,
+        log: Path | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.log = log or self.data_dir / "valkey.log"
+        self.extra_args = tuple(extra_args)
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -49,6 +62,12 @@ class EmbeddedValkey:
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedValkey:
         """Start the server and wait until it answers PING."""
+        self.spawn()
+        self.wait_ready(timeout_s)
+        return self
+
+    def spawn(self) -> None:
+        """Start the process without waiting (several can then boot at once)."""
         if not port_is_free(self.host, self.port):
             raise EmbeddedServerError(
                 f"cannot start the embedded Valkey server: port {self.port} is taken. "
@@ -74,12 +93,12 @@ class EmbeddedValkey:
             "no",
             "--logfile",
             str(self.log),
+            *self.extra_args,
         ]
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
-        self._wait_ready(timeout_s)
-        return self
 
-    def _wait_ready(self, timeout_s: float) -> None:
+    def wait_ready(self, timeout_s: float = 10.0) -> None:
+        """Wait until the spawned server answers PING; raise if it exits or times out."""
         deadline = time.monotonic() + timeout_s
         client = redis.Redis(host=self.host, port=self.port, socket_timeout=1)
         try:
@@ -97,12 +116,17 @@ class EmbeddedValkey:
         finally:
             client.close()
 
+    def terminate(self) -> None:
+        """Send SIGTERM without waiting (``stop`` then waits), so several stop at once."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """Shut down cleanly (SIGTERM: the server fsyncs its AOF and exits)."""
         if self._proc is None:
             return
         if self._proc.poll() is None:
-            self._proc.terminate()
+            self.terminate()
             try:
                 self._proc.wait(timeout_s)
             except subprocess.TimeoutExpired:

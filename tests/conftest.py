@@ -1,13 +1,16 @@
-"""Shared fixtures: one embedded Valkey server per test session, flushed between tests."""
+"""Shared fixtures: one embedded Valkey server per test session, flushed between tests, and
+real local Valkey clusters (one per session; one with replicas per test that kills nodes)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from queueing.catalogue import Catalogue, ModelSpec
+from queueing.cluster import EmbeddedCluster, range_is_free
 from queueing.connection import connect
 from queueing.server import EmbeddedValkey, port_is_free
 from queueing.settings import QueueSettings, Settings
@@ -18,6 +21,12 @@ def free_port(start: int = 16400) -> int:
     return next(p for p in range(start, start + 500) if port_is_free("127.0.0.1", p))
 
 
+def free_port_range(count: int, start: int) -> int:
+    """A base port with ``count`` free consecutive loopback ports (and their cluster bus ports)."""
+    bases = range(start, start + 2000, count)
+    return next(p for p in bases if range_is_free("127.0.0.1", p, count))
+
+
 @pytest.fixture(scope="session")
 def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedValkey]:
     """The session's embedded server."""
@@ -25,6 +34,21 @@ def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedValkey]
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
+    """The session's 3-primary cluster without replicas (ready in about 2 s)."""
+    with EmbeddedCluster(tmp_path_factory.mktemp("cluster"), free_port_range(3, 17700)) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def valkey_cluster_with_replicas(tmp_path: Path) -> Iterator[EmbeddedCluster]:
+    """A fresh cluster of 3 primaries with one replica each, for a test that kills nodes."""
+    base = free_port_range(6, 18200)
+    with EmbeddedCluster(tmp_path / "cluster", base, replicas=1) as cluster:
+        yield cluster
 
 
 @pytest.fixture
