@@ -57,9 +57,9 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = await connect(redis_url, max_connections=REDIS_CONNECTIONS, blocking=True)
-        hub = EventHub(client)
+        hub = EventHub(client, settings.queue.max_partitions)
         try:
-            store = JobStore(client, settings.queue)
+            store = JobStore(client, settings.queue, settings.redis)
             if settings.redis.wait_aof and not await store.check_durability():
                 log.warning(
                     "the queue server has no WAITAOF: a 202 means the job is written, "

@@ -9,7 +9,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
 from queueing.errors import InferqError, QueueFull, ServerError
@@ -83,6 +82,9 @@ def describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str | None]:
 
 async def _inferq(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, InferqError)
+    if isinstance(exc, ServerError):
+        log.warning("queue server error on %s %s: %s", request.method, request.url.path, exc)
+        exc = ServerError("the queue server is unavailable; retry later")
     return error_response(request, exc)
 
 
@@ -103,14 +105,8 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
-async def _redis(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("queue server error on %s %s: %s", request.method, request.url.path, exc)
-    return error_response(request, ServerError("the queue server is unavailable; retry later"))
-
-
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
     app.add_exception_handler(InferqError, _inferq)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
-    app.add_exception_handler(RedisError, _redis)

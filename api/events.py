@@ -1,7 +1,8 @@
-"""The event hub: one pubsub subscription per API process wakes the local waiters of a job.
+"""The event hub: one sharded subscription per API process wakes the local waiters of a job.
 
-Workers and the Lua functions PUBLISH a job's id on ``keys.EVENTS_CHANNEL`` after every
-append to its event stream. The hub holds the only subscription; a waiting SSE client owns
+Workers and the Lua functions SPUBLISH a job's id on its partition's events channel after
+every append to its event stream. The hub holds the only subscription (one connection per
+node, through :class:`queueing.subscriber.ShardedSubscriber`); a waiting SSE client owns
 just an ``asyncio.Event`` that the hub sets, and reads new entries itself with XRANGE.
 """
 
@@ -9,38 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Iterator
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from queueing import keys
-
-log = logging.getLogger(__name__)
+from queueing.connection import Client
+from queueing.subscriber import ShardedSubscriber
 
 
 class EventHub:
     """Routes job-id notifications from one subscription to the waiters in this process."""
 
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        *,
-        channel: str = keys.EVENTS_CHANNEL,
-        retry_s: float = 0.5,
-    ) -> None:
-        self.client = client
-        self.channel = channel
-        self.retry_s = retry_s
+    def __init__(self, client: Client, partitions: int, *, retry_s: float = 0.5) -> None:
         self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._subscribed = asyncio.Event()
+        self._subscriber = ShardedSubscriber(
+            client,
+            [keys.events_channel(p) for p in range(partitions)],
+            lambda _channel, job_id: self._wake(job_id),
+            on_subscribed=self._wake_all,  # what was published meanwhile is in the streams
+            retry_s=retry_s,
+            name="event hub",
+        )
         self._task: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
         """True while the subscription is confirmed."""
-        return self._subscribed.is_set()
+        return self._subscriber.subscribed.is_set()
 
     @property
     def waiting(self) -> int:
@@ -49,9 +44,9 @@ class EventHub:
 
     async def start(self, timeout_s: float = 10.0) -> None:
         """Subscribe, and return once the server has confirmed the subscription."""
-        self._task = asyncio.create_task(self._run(), name="inferq-event-hub")
+        self._task = asyncio.create_task(self._subscriber.run(), name="inferq-event-hub")
         try:
-            await asyncio.wait_for(self._subscribed.wait(), timeout_s)
+            await asyncio.wait_for(self._subscriber.subscribed.wait(), timeout_s)
         except BaseException:
             await self.stop()
             raise
@@ -90,26 +85,3 @@ class EventHub:
         for group in self._waiters.values():
             for event in group:
                 event.set()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._listen()
-            except (RedisError, OSError) as exc:
-                log.warning("event hub lost its subscription (%s); reconnecting", exc)
-            self._subscribed.clear()
-            await asyncio.sleep(self.retry_s)
-
-    async def _listen(self) -> None:
-        pubsub = self.client.pubsub()
-        try:
-            await pubsub.subscribe(self.channel)
-            async for message in pubsub.listen():
-                if message["type"] == "message":
-                    self._wake(message["data"])
-                elif message["type"] == "subscribe":
-                    # Anything published while we were away is in the streams: re-read all.
-                    self._subscribed.set()
-                    self._wake_all()
-        finally:
-            await pubsub.aclose()

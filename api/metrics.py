@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from queueing.catalogue import Catalogue
+from queueing.figures import read_figures
 from queueing.jobstore import JobStore
 
 
@@ -34,8 +35,8 @@ class Metrics:
 
     async def render(self, store: JobStore, catalogue: Catalogue) -> bytes:
         """The text exposition, with unit gauges refreshed from the queue."""
-        for spec in catalogue.models.values():
-            counters = await store.unit_counters(spec)
-            self.queued_units.labels(model=spec.name).set(counters.get("queued", 0.0))
-            self.inflight_units.labels(model=spec.name).set(counters.get("inflight", 0.0))
+        figures = await read_figures(store.client, store.settings, catalogue.names())
+        for model, now in figures.items():
+            self.queued_units.labels(model=model).set(now.queued_units)
+            self.inflight_units.labels(model=model).set(now.inflight_units)
         return generate_latest(self.registry)

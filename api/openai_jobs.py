@@ -9,7 +9,6 @@ from collections.abc import AsyncGenerator
 
 import anyio
 from fastapi import Request
-from redis.exceptions import RedisError
 from starlette.types import Message
 
 from api.events import EventHub
@@ -90,7 +89,7 @@ class JobWatch:
         with anyio.move_on_after(CANCEL_TIMEOUT_S, shield=True):
             try:
                 await self.store.cancel(self.record.id, self.record.tenant)
-            except (RedisError, InferqError) as exc:
+            except InferqError as exc:
                 log.warning("could not cancel abandoned job %s: %s", self.record.id, exc)
 
     async def on_disconnect(self, message: Message) -> None:

@@ -7,11 +7,11 @@ import json
 from collections.abc import AsyncIterator
 
 from prometheus_client import Gauge
-from redis.exceptions import RedisError
 
 from api.errors import error_body
 from api.openai_format import DONE, Head, Kind, chunk, failure, sse, usage_chunk, usage_of
 from api.openai_jobs import JobWatch
+from queueing.errors import ServerError
 from queueing.events import EventType, JobEvent
 from queueing.schemas import JobResult, JobStatus
 
@@ -96,7 +96,7 @@ async def openai_chunks(
         except Diverged:
             message = "the job was restarted after a worker failure and its output changed; retry"
             yield sse(error_body(message, "server_error", "job_restarted", None))
-        except RedisError:
+        except ServerError:
             message = "the queue server is unavailable; retry later"
             yield sse(error_body(message, "server_error", "queue_unavailable", None))
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,9 +17,10 @@ from bench.sides import Meter, Plan, Report, metered, percentile, phase, settled
 from queueing.catalogue import ModelSpec
 from queueing.connection import connect
 from queueing.jobstore import JobStore
-from queueing.keys import JobClass
+from queueing.keys import JobClass, new_job_id
 from queueing.schemas import JobRecord, JobResult, JobStatus, SamplingParams
 from queueing.settings import QueueSettings
+from queueing.subscriber import ShardedSubscriber
 from queueing.workqueue import Outcome, WorkQueue
 
 SPEC = ModelSpec(
@@ -31,7 +33,7 @@ EMPTY = JobResult(text="", finish_reason="stop")
 def job() -> JobRecord:
     """A small queued job, stamped now."""
     return JobRecord(
-        id=f"job_{uuid.uuid4().hex}",
+        id=new_job_id(0),
         model=SPEC.name,
         status=JobStatus.QUEUED,
         job_class=JobClass.STANDARD,
@@ -125,9 +127,17 @@ class _Consumer:
         self.plan = plan
         self.wq = WorkQueue(client, SPEC, f"bench-{uuid.uuid4().hex[:8]}", QueueSettings())
         self.latencies: list[float] = []
+        self.woken = asyncio.Event()
+        self.notices = ShardedSubscriber(
+            client, self.wq.wake_channels(), self._woken, name="bench consumer"
+        )
         self.record = False
         self.done = 0
         self.finished = 0.0
+
+    def _woken(self, channel: str, qfield: str) -> None:
+        self.wq.woken(channel, qfield)
+        self.woken.set()
 
     async def run(self, target: int) -> Report:
         """Consume ``target`` jobs with ``plan.consumers`` claim loops; returns when done."""
@@ -142,12 +152,15 @@ class _Consumer:
         return {"finished": self.finished}
 
     async def _lane(self, target: int) -> None:
-        blocking = aioredis.Redis.from_url(self.plan.url, decode_responses=True)
+        listening = asyncio.create_task(self.notices.run())
         try:
+            await self.notices.subscribed.wait()
             while self.done < target:
+                self.woken.clear()
                 jobs = await self.wq.claim(ROOM, self.plan.claim_batch, idle=True)
                 if not jobs:
-                    await self.wq.wait_for_work(blocking, 1.0)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.woken.wait(), 1.0)
                     continue
                 if self.record:
                     now = time.time()
@@ -160,7 +173,8 @@ class _Consumer:
                 self.done += len(jobs)
             self.finished = time.monotonic()
         finally:
-            await blocking.aclose()
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
 
 
 async def consumer(plan: Plan, barrier: Barrier) -> Report:

@@ -8,15 +8,15 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from rich.console import Console
 from rich.table import Table
 
 from queueing import keys
 from queueing.catalogue import Catalogue
-from queueing.keys import JobClass
-from queueing.settings import Settings
+from queueing.connection import Client, connect
+from queueing.errors import ServerError
+from queueing.figures import read_figures
+from queueing.settings import QueueSettings, Settings
 
 CONNECT_TIMEOUT_S = 2.0
 
@@ -30,25 +30,25 @@ def queue_url(settings: Settings) -> str:
     return settings.redis.url or f"redis://127.0.0.1:{settings.redis.embedded_port}"
 
 
-async def read_status(url: str, models: Iterable[str]) -> dict[str, Any]:
+async def read_status(url: str, models: Iterable[str], settings: QueueSettings) -> dict[str, Any]:
     """Processes, queues (``models`` and every model a worker serves) and metrics URLs.
 
     Reads only; raises :class:`NotRunning` when nothing answers at ``url``.
     """
-    client = aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-        socket_timeout=CONNECT_TIMEOUT_S,
-    )
     try:
-        try:
-            await client.ping()
-        except (RedisError, OSError) as exc:
-            raise NotRunning(f"inferq is not running (no queue server at {url})") from exc
+        client = await connect(
+            url,
+            load_library=False,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=CONNECT_TIMEOUT_S,
+        )
+    except ServerError as exc:
+        raise NotRunning(f"inferq is not running (no queue server at {url})") from exc
+    try:
         processes = await _processes(client)
         served = {str(p["model"]) for p in processes if p["kind"] == "worker"}
-        queues = await _queues(client, sorted(set(models) | served))
+        figures = await read_figures(client, settings, sorted(set(models) | served))
+        queues = [model.as_dict() for model in figures.values()]
     finally:
         await client.aclose()
     return {
@@ -59,7 +59,7 @@ async def read_status(url: str, models: Iterable[str]) -> dict[str, Any]:
     }
 
 
-async def _processes(client: aioredis.Redis) -> list[dict[str, Any]]:
+async def _processes(client: Client) -> list[dict[str, Any]]:
     """API processes and workers, with ``health`` ok while their alive key exists."""
     apis: dict[str, str] = await client.hgetall(keys.API_PROCESSES)
     workers: dict[str, str] = await client.hgetall(keys.WORKERS)
@@ -81,36 +81,6 @@ async def _processes(client: aioredis.Redis) -> list[dict[str, Any]]:
         process["metrics_url"] = entry.get("metrics_url") or None
         processes.append(process)
     return processes
-
-
-async def _queues(client: aioredis.Redis, models: list[str]) -> list[dict[str, Any]]:
-    """Per model: queued jobs and units, units in flight, and each non-empty queue."""
-    async with client.pipeline(transaction=False) as pipe:
-        for model in models:
-            pipe.hgetall(keys.units(model))
-        counters: list[dict[str, str]] = await pipe.execute()
-    return [_model_queues(model, raw) for model, raw in zip(models, counters, strict=True)]
-
-
-def _model_queues(model: str, raw: dict[str, str]) -> dict[str, Any]:
-    def value(name: str) -> float:
-        return round(float(raw.get(name, 0)), 4) + 0.0  # + 0.0 turns -0.0 into 0.0
-
-    queues = []
-    for job_class in JobClass:
-        bands = sorted(int(f.rsplit(":", 1)[1]) for f in raw if f.startswith(f"n:{job_class}:"))
-        for band in bands:
-            field = keys.queue_field(job_class, band)
-            jobs, units = int(value(f"n:{field}")), value(f"u:{field}")
-            if jobs or units:
-                queues.append({"class": str(job_class), "band": band, "jobs": jobs, "units": units})
-    return {
-        "model": model,
-        "queued_jobs": sum(q["jobs"] for q in queues),
-        "queued_units": value("queued"),
-        "inflight_units": value("inflight"),
-        "queues": queues,
-    }
 
 
 def render(report: dict[str, Any], console: Console) -> None:
@@ -160,7 +130,7 @@ def _queue_table(models: list[dict[str, Any]]) -> Table:
 def show(settings: Settings, console: Console, *, as_json: bool) -> None:
     """Print the status of the inferq that ``settings`` point at: tables, or one JSON object."""
     models = Catalogue.load(settings.models_dir, settings.catalogue).names()
-    report = asyncio.run(read_status(queue_url(settings), models))
+    report = asyncio.run(read_status(queue_url(settings), models, settings.queue))
     if as_json:
         console.out(json.dumps(report, indent=2), highlight=False)
     else:

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import time
-import uuid
 
-from queueing import cost
+from queueing import cost, keys
 from queueing.catalogue import Catalogue, ModelSpec
 from queueing.errors import ContextLengthExceeded
 from queueing.keys import JobClass
 from queueing.schemas import ChatMessage, JobRecord, JobStatus, SamplingParams
 from queueing.tokens import ModelTokenizer
-
-
-def new_job_id() -> str:
-    """A fresh, unguessable job id."""
-    return f"job_{uuid.uuid4().hex}"
 
 
 class Admission:
@@ -40,6 +34,7 @@ class Admission:
         self,
         *,
         tenant: str,
+        partition: int,
         model: str | None,
         prompt: str | None,
         messages: list[ChatMessage] | None,
@@ -52,7 +47,8 @@ class Admission:
         """A queued job record for this request; raises on unknown model or context overflow.
 
         ``recent_output_share`` (see :func:`cost.expected_output_tokens`) tempers the cost;
-        ``stream_tokens`` False asks the worker for the whole text at the end only.
+        ``stream_tokens`` False asks the worker for the whole text at the end only. The job's
+        id names ``partition`` (where :meth:`JobStore.place` put it).
         """
         spec = self.spec(model)
         tokenizer = self.tokenizer(spec)
@@ -72,7 +68,7 @@ class Admission:
             recent_output_share=recent_output_share,
         )
         return JobRecord(
-            id=new_job_id(),
+            id=keys.new_job_id(partition),
             model=spec.name,
             status=JobStatus.QUEUED,
             job_class=job_class,

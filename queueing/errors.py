@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from redis.exceptions import RedisError
+
 
 class InferqError(Exception):
     """Base of every inferq error; ``status`` and ``code`` shape the HTTP answer."""
@@ -69,3 +74,15 @@ class EmbeddedServerError(ServerError):
     """The embedded Valkey server could not be started."""
 
     code = "embedded_server_failed"
+
+
+@contextmanager
+def translated(context: str) -> Iterator[None]:
+    """Turn the queue server's errors (redis-py's, or the socket's) into :class:`ServerError`.
+
+    The queueing package's boundary: callers outside it see only inferq's own errors.
+    """
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise ServerError(f"{context}: {exc}") from exc

@@ -1,116 +1,176 @@
-"""The API's side of the queue: enqueue, look up, cancel, and read a job's events."""
+"""The API's side of the queue: place and enqueue jobs, look them up, cancel, read events."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
-
 from queueing import keys
+from queueing.calls import Cancel, Enqueue
 from queueing.catalogue import ModelSpec
-from queueing.errors import JobNotFound, QueueFull
+from queueing.connection import Client, WaitAof, fcall, fcall_many
+from queueing.errors import JobNotFound, QueueFull, ServerError, translated
 from queueing.events import JobEvent
+from queueing.figures import read_counters, totals
+from queueing.placement import Placement
 from queueing.schemas import JobRecord
-from queueing.settings import QueueSettings
+from queueing.settings import QueueSettings, RedisSettings
+
+_GROUP_COMMIT_MAX = 512  # jobs in one group commit
 
 
 class JobStore:
-    """Durable enqueue (one round trip, fsynced before it returns) and job reads."""
+    """Durable enqueue (fsynced before it returns) and job reads.
 
-    def __init__(self, client: aioredis.Redis, settings: QueueSettings) -> None:
+    Enqueues that arrive while one is on the wire go together in the next round trip: one
+    pipeline per node followed by one ``WAITAOF`` there, so many requests share one fsync
+    wait (a group commit).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        settings: QueueSettings,
+        redis_settings: RedisSettings | None = None,
+    ) -> None:
         self.client = client
         self.settings = settings
-        self.wait_aof = False
-        self._shares: dict[tuple[str, str], tuple[float, float | None]] = {}
+        self.redis_settings = redis_settings or RedisSettings()
+        self.placement = Placement(settings)
+        self.wait_aof: WaitAof | None = None
+        self._shares: dict[tuple[str, int, str], tuple[float, float | None]] = {}
+        self._pending: list[tuple[Enqueue, JobRecord, asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
-    async def output_share(self, model: str, tenant: str) -> float | None:
+    def place(self, model: str, tenant: str, idempotency_key: str | None = None) -> int:
+        """The partition a new job of ``model`` goes to."""
+        return self.placement.choose(model, tenant, idempotency_key)
+
+    async def output_share(self, model: str, tenant: str, partition: int) -> float | None:
         """The tenant's recent share of ``max_tokens`` used on ``model`` (cached briefly)."""
         now = time.monotonic()
-        cached = self._shares.get((model, tenant))
+        cached = self._shares.get((model, partition, tenant))
         if cached is not None and cached[0] > now:
             return cached[1]
-        raw = await self.client.hget(keys.output_shares(model), tenant)
+        with translated("cannot read output shares"):
+            raw = await self.client.hget(keys.output_shares(model, partition), tenant)
         share = float(raw) if raw is not None else None
-        self._shares[(model, tenant)] = (now + self.settings.output_share_cache_s, share)
+        self._shares[(model, partition, tenant)] = (now + self.settings.output_share_cache_s, share)
         return share
 
     async def check_durability(self) -> bool:
         """Use ``WAITAOF`` on the acknowledged path where the server supports it."""
         try:
-            await self.client.execute_command("WAITAOF", 1, 0, 0)
-        except ResponseError:
-            self.wait_aof = False
+            with translated("WAITAOF"):
+                await self.client.execute_command("WAITAOF", 0, 0, 0)
+        except ServerError:
+            self.wait_aof = None
         else:
-            self.wait_aof = True
-        return self.wait_aof
+            rs = self.redis_settings
+            self.wait_aof = WaitAof(rs.wait_replicas, rs.wait_replicas_timeout_ms)
+        return self.wait_aof is not None
 
     async def enqueue(self, record: JobRecord, *, idempotency_key: str | None = None) -> str:
         """Store and queue ``record`` atomically; returns its id (an earlier one on replay)."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.fcall("iq_enqueue", *self._enqueue_args(record, idempotency_key))
-            if self.wait_aof:
-                pipe.execute_command("WAITAOF", 1, 0, 0)
-            replies = await pipe.execute()
-        accepted = self._accepted(record, replies[0])
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((self._enqueue_call(record, idempotency_key), record, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="inferq group commit")
+        accepted = self._accepted(record, await future)
         if isinstance(accepted, QueueFull):
             raise accepted
         return accepted
 
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = self._pending[:_GROUP_COMMIT_MAX]
+            del self._pending[:_GROUP_COMMIT_MAX]
+            try:
+                replies = await fcall_many(
+                    self.client, [call for call, _, _ in batch], wait_aof=self.wait_aof
+                )
+            except Exception as exc:
+                replies = [exc] * len(batch)
+            for (_, _, future), reply in zip(batch, replies, strict=True):
+                if future.done():
+                    continue
+                if isinstance(reply, Exception):
+                    future.set_exception(_as_inferq(reply))
+                else:
+                    future.set_result(reply)
+
     async def enqueue_many(
         self, records: Sequence[JobRecord], idempotency_keys: Sequence[str | None] = ()
     ) -> list[str | QueueFull]:
-        """Store and queue many jobs in one round trip (and one ``WAITAOF``), each atomically.
+        """Store and queue many jobs in one round trip per node, each atomically.
 
         Returns, per record, its id (an earlier one on replay) or the :class:`QueueFull` that
         :meth:`enqueue` would have raised for it.
         """
-        if not records:
-            return []
         idem = list(idempotency_keys) or [None] * len(records)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for record, key in zip(records, idem, strict=True):
-                pipe.fcall("iq_enqueue", *self._enqueue_args(record, key))
-            if self.wait_aof:
-                pipe.execute_command("WAITAOF", 1, 0, 0)
-            replies = await pipe.execute()
-        return [self._accepted(r, reply) for r, reply in zip(records, replies, strict=False)]
+        calls = [self._enqueue_call(r, k) for r, k in zip(records, idem, strict=True)]
+        replies = await fcall_many(self.client, calls, wait_aof=self.wait_aof)
+        out: list[str | QueueFull] = []
+        for record, reply in zip(records, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise _as_inferq(reply)
+            out.append(self._accepted(record, reply))
+        return out
 
-    def _enqueue_args(self, record: JobRecord, idempotency_key: str | None) -> list[str | int]:
-        idem = keys.idempotency(record.tenant, idempotency_key) if idempotency_key else ""
-        return [
-            6,
-            keys.job(record.id),
-            keys.events(record.id),
-            keys.queue(record.model, record.job_class, record.band),
-            keys.units(record.model),
-            keys.wake(record.model),
-            idem,
-            record.id,
-            str(record.estimated_units),
-            keys.queue_field(record.job_class, record.band),
-            str(self.settings.max_queued_units),
-            str(self.settings.result_ttl_s),
-            str(time.time()),
-            keys.EVENTS_CHANNEL,
-            *(item for pair in record.to_hash().items() for item in pair),
-        ]
+    def _enqueue_call(self, record: JobRecord, idempotency_key: str | None) -> Enqueue:
+        partition = keys.partition_of(record.id)
+        queue = keys.queue(record.model, partition, record.job_class, record.band)
+        fields = {**record.to_hash(), "stream": queue}
+        return Enqueue(
+            job=keys.job(record.id),
+            events=keys.events(record.id),
+            queue=queue,
+            units=keys.units(record.model, partition),
+            wake=keys.wake_channel(record.model, partition),
+            idem=(
+                [keys.idempotency(partition, record.tenant, idempotency_key)]
+                if idempotency_key
+                else []
+            ),
+            job_id=record.id,
+            cost=record.estimated_units,
+            qfield=keys.queue_field(record.job_class, record.band),
+            ceiling=self.settings.max_queued_units / self.settings.partitions_of(record.model),
+            idem_ttl=self.settings.result_ttl_s,
+            fields=[item for pair in fields.items() for item in pair],
+        )
 
     def _accepted(self, record: JobRecord, reply: Any) -> str | QueueFull:
         code, value = reply
         if int(code) < 0:
             return QueueFull(
-                f"model '{record.model}' has {float(value):.1f} units queued, past its ceiling "
-                f"of {self.settings.max_queued_units:g}; retry later",
+                f"model '{record.model}' is past its ceiling of "
+                f"{self.settings.max_queued_units:g} queued units "
+                f"({float(value):.1f} in this job's partition); retry later",
                 retry_after_s=self.settings.retry_after_s,
             )
         return str(value)
 
+    async def unit_counters(self, spec: ModelSpec) -> dict[str, float]:
+        """The model's unit counters (queued, inflight, per queue, arrivals...), summed over
+        its partitions."""
+        return totals((await read_counters(self.client, self.settings, [spec.name]))[spec.name])
+
+    async def ping(self) -> bool:
+        """True when the queue server answers."""
+        with translated("the queue server does not answer"):
+            return bool(await self.client.ping())
+
     async def get(self, job_id: str, tenant: str) -> JobRecord:
         """The job, if it exists and belongs to ``tenant``."""
-        raw = await self.client.hgetall(keys.job(job_id))
+        try:
+            key = keys.job(job_id)
+        except keys.InvalidJobId:
+            raise JobNotFound(f"No job with id '{job_id}'", param="id") from None
+        with translated("cannot read the job"):
+            raw = await self.client.hgetall(key)
         if not raw or raw.get("tenant") != tenant:
             raise JobNotFound(f"No job with id '{job_id}'", param="id")
         return JobRecord.from_hash(raw)
@@ -118,29 +178,32 @@ class JobStore:
     async def cancel(self, job_id: str, tenant: str) -> JobRecord:
         """Cancel: a queued job is removed at once; a running one is aborted by its worker."""
         record = await self.get(job_id, tenant)
-        await self.client.fcall(
-            "iq_cancel",
-            4,
-            keys.job(job_id),
-            keys.events(job_id),
-            record.stream or "",
-            keys.units(record.model),
-            job_id,
-            str(time.time()),
-            str(self.settings.result_ttl_s),
-            keys.EVENTS_CHANNEL,
-            keys.CANCEL_CHANNEL,
+        partition = keys.partition_of(job_id)
+        call = Cancel(
+            job=keys.job(job_id),
+            events=keys.events(job_id),
+            queue=record.stream or keys.queue(record.model, partition, record.job_class, 0),
+            units=keys.units(record.model, partition),
+            channel=keys.events_channel(partition),
+            cancel_channel=keys.cancel_channel(partition),
+            job_id=job_id,
+            now=time.time(),
+            ttl=self.settings.result_ttl_s,
         )
+        await fcall(self.client, call)
         return await self.get(job_id, tenant)
 
     async def events(self, job_id: str, after: str = "0-0", count: int = 1000) -> list[JobEvent]:
         """Events strictly after stream id ``after``."""
-        rows: list[Any] = await self.client.xrange(
-            keys.events(job_id), min=f"({after}" if after != "0-0" else "-", count=count
-        )
+        with translated("cannot read the job's events"):
+            rows: list[Any] = await self.client.xrange(
+                keys.events(job_id), min=f"({after}" if after != "0-0" else "-", count=count
+            )
         return [JobEvent(id=eid, type=f.get("type", ""), data=f.get("data", "")) for eid, f in rows]
 
-    async def unit_counters(self, spec: ModelSpec) -> dict[str, float]:
-        """The model's unit counters (queued, inflight, per queue, arrivals...)."""
-        raw = await self.client.hgetall(keys.units(spec.name))
-        return {name: round(float(value), 4) for name, value in raw.items()}
+
+def _as_inferq(exc: BaseException) -> Exception:
+    """A reply's error as inferq's own (a pipeline hands redis-py's back unraised)."""
+    if isinstance(exc, ServerError):
+        return exc
+    return ServerError(f"the queue server failed: {exc}")

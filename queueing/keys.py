@@ -1,24 +1,31 @@
 """Every Redis key name inferq uses, in one place.
 
-Keys of one job share the hash tag ``{id}``; keys of one model's queues share ``{model}``.
+The queue is partitioned like a Kafka topic: each model's work is spread over P partitions,
+and every key one atomic step touches carries its partition's hash tag ``{T}`` (one slot), so
+the queue runs on Redis/Valkey Cluster and one model can use every primary. A job id names
+its partition (``job_<p>_<hex>``), so every key of a job follows from its id alone.
+Registries off the hot path (workers, API processes, heartbeats) share one tag of their own.
 """
 
 from __future__ import annotations
 
+import secrets
 from enum import StrEnum
+
+from queueing.partition_tags import TAGS
 
 PREFIX = "iq"
 GROUP = "workers"
-DEAD = f"{PREFIX}:dead"
-WORKERS = f"{PREFIX}:workers"
-API_PROCESSES = f"{PREFIX}:apis"
-CANCEL_CHANNEL = f"{PREFIX}:cancel"
-EVENTS_CHANNEL = f"{PREFIX}:evn"
 LUA_LIBRARY = "inferq"
+MAX_PARTITIONS = len(TAGS)
+_REGISTRY = f"{PREFIX}:{{reg}}"
+WORKERS = f"{_REGISTRY}:workers"
+API_PROCESSES = f"{_REGISTRY}:apis"
+_JOB_ID_PREFIX = "job_"
 
-# Lua derives per-job keys from ids with these templates (``%s`` is the job id).
-JOB_TEMPLATE = f"{PREFIX}:job:{{%s}}"
-EVENTS_TEMPLATE = f"{PREFIX}:ev:{{%s}}"
+
+class InvalidJobId(ValueError):
+    """The string is not a job id of this keyspace."""
 
 
 class JobClass(StrEnum):
@@ -34,34 +41,78 @@ class JobClass(StrEnum):
         return list(JobClass).index(self)
 
 
+def tag(partition: int) -> str:
+    """The hash tag of ``partition`` (braces included)."""
+    if not 0 <= partition < MAX_PARTITIONS:
+        raise ValueError(f"partition {partition} is outside 0..{MAX_PARTITIONS - 1}")
+    return f"{{{TAGS[partition]}}}"
+
+
+def new_job_id(partition: int) -> str:
+    """A fresh, unguessable job id that names its partition."""
+    tag(partition)  # validates the range
+    return f"{_JOB_ID_PREFIX}{partition}_{secrets.token_hex(16)}"
+
+
+def partition_of(job_id: str) -> int:
+    """The partition a job id names; raises :class:`InvalidJobId` for anything else."""
+    head, _, rest = job_id.removeprefix(_JOB_ID_PREFIX).partition("_")
+    if not job_id.startswith(_JOB_ID_PREFIX) or not head.isdigit() or not rest.isalnum():
+        raise InvalidJobId(f"'{job_id}' is not a job id")
+    partition = int(head)
+    if partition >= MAX_PARTITIONS:
+        raise InvalidJobId(f"'{job_id}' is not a job id")
+    return partition
+
+
 def job(job_id: str) -> str:
     """The job's hash."""
-    return JOB_TEMPLATE % job_id
+    return f"{PREFIX}:job:{tag(partition_of(job_id))}:{job_id}"
 
 
 def events(job_id: str) -> str:
     """The job's event stream."""
-    return EVENTS_TEMPLATE % job_id
+    return f"{PREFIX}:ev:{tag(partition_of(job_id))}:{job_id}"
 
 
-def queue(model: str, job_class: JobClass, band: int) -> str:
-    """The runnable-work stream of one model, class and cost band."""
-    return f"{PREFIX}:q:{{{model}}}:{job_class.value}:{band}"
+def queue(model: str, partition: int, job_class: JobClass, band: int) -> str:
+    """The runnable-work stream of one model, partition, class and cost band."""
+    return f"{PREFIX}:q:{tag(partition)}:{model}:{job_class.value}:{band}"
 
 
-def preprocess_queue(job_class: JobClass) -> str:
-    """The stream of jobs that need image preparation first."""
-    return f"{PREFIX}:pre:{job_class.value}"
+def units(model: str, partition: int) -> str:
+    """Hash of one partition's unit counters: queued, inflight, per-queue units and counts."""
+    return f"{PREFIX}:units:{tag(partition)}:{model}"
 
 
-def units(model: str) -> str:
-    """Hash of one model's unit counters: queued, inflight, per-queue units and counts."""
-    return f"{PREFIX}:units:{{{model}}}"
-
-
-def output_shares(model: str) -> str:
+def output_shares(model: str, partition: int) -> str:
     """Hash of tenant -> moving average of the share of ``max_tokens`` their jobs used."""
-    return f"{PREFIX}:outshare:{{{model}}}"
+    return f"{PREFIX}:outshare:{tag(partition)}:{model}"
+
+
+def dead(partition: int) -> str:
+    """The partition's dead-letter stream."""
+    return f"{PREFIX}:dead:{tag(partition)}"
+
+
+def idempotency(partition: int, tenant: str, key: str) -> str:
+    """Maps a tenant's idempotency key to the job it created (in the key's partition)."""
+    return f"{PREFIX}:idem:{tag(partition)}:{tenant}:{key}"
+
+
+def events_channel(partition: int) -> str:
+    """Sharded channel: ids of the partition's jobs that have new events."""
+    return f"{PREFIX}:evn:{tag(partition)}"
+
+
+def cancel_channel(partition: int) -> str:
+    """Sharded channel: ids of the partition's running jobs asked to cancel."""
+    return f"{PREFIX}:cancel:{tag(partition)}"
+
+
+def wake_channel(model: str, partition: int) -> str:
+    """Sharded channel: ``class:band`` of each job that becomes runnable in the partition."""
+    return f"{PREFIX}:wake:{tag(partition)}:{model}"
 
 
 def capacity(model: str) -> str:
@@ -69,26 +120,16 @@ def capacity(model: str) -> str:
     return f"{PREFIX}:capacity:{{{model}}}"
 
 
-def wake(model: str) -> str:
-    """List a worker blocks on while the model's queues are empty."""
-    return f"{PREFIX}:wake:{{{model}}}"
-
-
 def heartbeat(worker: str) -> str:
     """Key with a TTL that says the worker is alive."""
-    return f"{PREFIX}:hb:{worker}"
+    return f"{_REGISTRY}:hb:{worker}"
 
 
 def api_heartbeat(api: str) -> str:
     """Key with a TTL that says the API process ``api`` is alive."""
-    return f"{PREFIX}:api:{api}"
-
-
-def idempotency(tenant: str, key: str) -> str:
-    """Maps a tenant's idempotency key to the job it created."""
-    return f"{PREFIX}:idem:{tenant}:{key}"
+    return f"{_REGISTRY}:api:{api}"
 
 
 def queue_field(job_class: JobClass, band: int) -> str:
-    """Field suffix of one queue inside the model's units hash."""
+    """Field suffix of one queue inside a partition's units hash."""
     return f"{job_class.value}:{band}"

@@ -16,8 +16,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from queueing.connection import Client
+from queueing.errors import ServerError, translated
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class Presence:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Client,
         registry: str,
         name: str,
         alive_key: str,
@@ -56,13 +56,14 @@ class Presence:
         """Refresh the entry and the alive key; now and then, forget entries long stale."""
         now = time.time()
         fields = {**self.entry(), SEEN: round(now, 3)}
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.set(self.alive_key, "1", ex=self.ttl_s)
-            pipe.hset(self.registry, self.name, json.dumps(fields))
-            await pipe.execute()
-        if now - self._looked_at >= self.forget_after_s / 10:
-            self._looked_at = now
-            await self._forget_stale(now)
+        with translated(f"presence of {self.name}"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(self.alive_key, "1", ex=self.ttl_s)
+                pipe.hset(self.registry, self.name, json.dumps(fields))
+                await pipe.execute()
+            if now - self._looked_at >= self.forget_after_s / 10:
+                self._looked_at = now
+                await self._forget_stale(now)
 
     async def _forget_stale(self, now: float) -> None:
         entries: dict[str, str] = await self.client.hgetall(self.registry)
@@ -76,17 +77,18 @@ class Presence:
 
     async def clear(self) -> None:
         """Say goodbye: remove the alive key and the entry."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.delete(self.alive_key)
-            pipe.hdel(self.registry, self.name)
-            await pipe.execute()
+        with translated(f"presence of {self.name}"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.delete(self.alive_key)
+                pipe.hdel(self.registry, self.name)
+                await pipe.execute()
 
     async def run(self) -> None:
         """Beat until cancelled; a failed beat is logged, not fatal."""
         while True:
             try:
                 await self.beat()
-            except RedisError as exc:
+            except ServerError as exc:
                 log.warning("presence of %s in %s failed: %s", self.name, self.registry, exc)
             await asyncio.sleep(self.interval_s)
 
@@ -99,5 +101,5 @@ class Presence:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            with contextlib.suppress(RedisError):
+            with contextlib.suppress(ServerError):
                 await self.clear()

@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from queueing.keys import MAX_PARTITIONS
 
 
 class RedisSettings(BaseModel):
     """Where the queue lives. No ``url`` means: run the embedded Valkey server."""
 
-    url: str | None = None
+    url: str | None = None  # redis://, rediss://, unix://, or redis+cluster:// for a cluster
     embedded_port: int = 6399
     data_dir: Path = Path(".inferq")
     wait_aof: bool = True
+    # Replicas a 202 waits for (WAITAOF numreplicas): None = one where the node has any.
+    wait_replicas: int | None = None
+    wait_replicas_timeout_ms: int = 2_000
 
 
 class QueueSettings(BaseModel):
-    """Delivery, retention and backpressure knobs."""
+    """Partitions, delivery, retention and backpressure knobs."""
 
+    partitions: Annotated[int, Field(ge=1, le=MAX_PARTITIONS)] = 1
+    model_partitions: dict[str, Annotated[int, Field(ge=1, le=MAX_PARTITIONS)]] = Field(
+        default_factory=dict
+    )
     lease_ms: int = 10_000
     max_deliveries: int = 3
     result_ttl_s: int = 24 * 3600
@@ -30,6 +39,16 @@ class QueueSettings(BaseModel):
     retry_after_s: int = 2
     output_share_alpha: float = 0.2
     output_share_cache_s: float = 5.0
+    view_refresh_s: float = 5.0  # how often a worker re-reads every partition's head
+
+    def partitions_of(self, model: str) -> int:
+        """How many partitions ``model``'s queues are split into."""
+        return self.model_partitions.get(model, self.partitions)
+
+    @property
+    def max_partitions(self) -> int:
+        """The most partitions any model has (the channels an API process listens on)."""
+        return max([self.partitions, *self.model_partitions.values()])
 
 
 class ApiSettings(BaseModel):

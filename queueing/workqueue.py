@@ -1,19 +1,22 @@
-"""The worker's side of the queue: claim, reclaim, renew leases, emit events, complete."""
+"""The worker's side of the queue: claim across partitions, reclaim, renew, emit, complete."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from queueing import keys
+from queueing.calls import Complete, Emit, Pick, Reclaim, Release, Renew, Take
 from queueing.catalogue import ModelSpec
+from queueing.connection import Client, fcall, fcall_many
+from queueing.errors import ServerError, translated
 from queueing.keys import JobClass
+from queueing.partition_view import PartitionView
 from queueing.schemas import JobRecord, JobResult, JobStatus, Usage
 from queueing.settings import QueueSettings
 
@@ -36,6 +39,11 @@ class ClaimedJob:
     def id(self) -> str:
         """The job id."""
         return self.record.id
+
+    @property
+    def partition(self) -> int:
+        """The partition the job lives in."""
+        return keys.partition_of(self.record.id)
 
     @property
     def stream(self) -> str:
@@ -71,100 +79,190 @@ def _records(rows: Sequence[Sequence[str]]) -> list[ClaimedJob]:
     return [ClaimedJob(JobRecord.from_hash(dict(zip(r[::2], r[1::2], strict=True)))) for r in rows]
 
 
+def _triples(flat: Sequence[Any]) -> list[tuple[int, str, str]]:
+    return [(int(flat[i]), str(flat[i + 1]), str(flat[i + 2])) for i in range(0, len(flat), 3)]
+
+
+def _checked(reply: Any) -> Any:
+    if isinstance(reply, Exception):
+        raise ServerError(f"the queue server failed: {reply}")
+    return reply
+
+
 class WorkQueue:
-    """One worker's view of one model's queues (all classes and bands)."""
+    """One worker's view of one model's queues: every partition, class and band.
+
+    A claim goes to the partition whose best waiting job scores best in the worker's
+    :class:`PartitionView` (class, then band, less ageing), bounded by the next-best
+    partition's score, so jobs leave in the order one partition would give them; the view
+    is kept by the claims' own replies, by wake notifications, and by a re-read of every
+    partition's head every ``view_refresh_s`` and whenever it knows of no work.
+    """
 
     def __init__(
-        self, client: aioredis.Redis, spec: ModelSpec, consumer: str, settings: QueueSettings
+        self, client: Client, spec: ModelSpec, consumer: str, settings: QueueSettings
     ) -> None:
         self.client = client
         self.spec = spec
         self.consumer = consumer
         self.settings = settings
+        self.partitions = settings.partitions_of(spec.name)
+        self.qfields = [keys.queue_field(c, b) for c in JobClass for b in range(spec.bands)]
         self.queues = [
-            keys.queue(spec.name, job_class, band)
-            for job_class in JobClass
-            for band in range(spec.bands)
+            [keys.queue(spec.name, p, c, b) for c in JobClass for b in range(spec.bands)]
+            for p in range(self.partitions)
         ]
+        self.view = PartitionView(settings.ageing_ms)
+        self._refreshed = float("-inf")
 
-    def _context(self) -> list[str]:
-        s = self.settings
-        return [
-            self.consumer,
-            str(time.time()),
-            str(s.result_ttl_s),
-            str(s.max_deliveries),
-            keys.JOB_TEMPLATE,
-            keys.EVENTS_TEMPLATE,
-            keys.EVENTS_CHANNEL,
-            keys.DEAD,
-        ]
+    def wake_channels(self) -> list[str]:
+        """The sharded channels that announce new work in this model's partitions."""
+        return [keys.wake_channel(self.spec.name, p) for p in range(self.partitions)]
+
+    def cancel_channels(self) -> list[str]:
+        """The sharded channels that ask running jobs of these partitions to cancel."""
+        return [keys.cancel_channel(p) for p in range(self.partitions)]
+
+    def woken(self, channel: str, qfield: str) -> None:
+        """A wake notification: a job of ``qfield`` (class:band) is waiting in that partition."""
+        partition = self.wake_channels().index(channel)
+        if qfield in self.qfields:
+            self.view.arrived(partition, self.qfields.index(qfield), time.time() * 1000)
+
+    def _pick(
+        self, partition: int, now_ms: int, room: float, max_count: int, idle: bool, bound: str
+    ) -> Pick:
+        return Pick(
+            units=keys.units(self.spec.name, partition),
+            queues=self.queues[partition],
+            consumer=self.consumer,
+            now_ms=now_ms,
+            ageing_ms=self.settings.ageing_ms,
+            room=room,
+            max_count=max_count,
+            idle=int(idle),
+            bound=bound,
+            qfields=self.qfields,
+        )
+
+    async def refresh(self) -> None:
+        """Re-read the best waiting job of every partition (one pass, no job delivered)."""
+        now_ms = int(time.time() * 1000)
+        calls = [self._pick(p, now_ms, 0.0, 0, False, "") for p in range(self.partitions)]
+        replies = await fcall_many(self.client, calls)
+        for partition, reply in enumerate(replies):
+            _, rank, ts, _ = _checked(reply)
+            self.view.set(partition, int(rank), float(ts))
+        self._refreshed = time.monotonic()
 
     async def claim(self, room: float, max_count: int, *, idle: bool) -> list[ClaimedJob]:
         """Claim up to ``max_count`` jobs whose units fit ``room``, best class and band first.
 
         An idle worker always gets the best job, however large, so nothing is too big to run.
         """
-        rows = await self.client.fcall(
-            "iq_claim",
-            2 + len(self.queues),
-            keys.units(self.spec.name),
-            keys.wake(self.spec.name),
-            *self.queues,
-            *self._context(),
-            str(self.settings.ageing_ms),
-            str(room),
-            str(max_count),
-            "1" if idle else "0",
-        )
-        return _records(rows)
+        stale = time.monotonic() - self._refreshed >= self.settings.view_refresh_s
+        if stale or self.view.empty:  # nothing known: re-read, should a wake have been missed
+            await self.refresh()
+        claimed: list[ClaimedJob] = []
+        for _ in range(self.partitions + max_count):
+            now_ms = int(time.time() * 1000)  # the same clock for the bound and the pick
+            ranked = self.view.ranked(now_ms)
+            if not ranked or len(claimed) >= max_count:
+                break
+            partition, bound = ranked[0][1], ranked[1][0] if len(ranked) > 1 else None
+            call = self._pick(
+                partition,
+                now_ms,
+                room,
+                max_count - len(claimed),
+                idle and not claimed,
+                "" if bound is None else repr(bound),
+            )
+            picked, rank, ts, stop = await fcall(self.client, call)
+            self.view.set(partition, int(rank), float(ts))
+            jobs = await self._take(partition, _triples(picked))
+            claimed += jobs
+            room -= sum(job.record.estimated_units for job in jobs)
+            if stop == "room":
+                break  # the best job waiting anywhere does not fit: wait for room
+        return claimed
 
-    async def wait_for_work(self, blocking: aioredis.Redis, timeout_s: float) -> None:
-        """Block (on a connection of its own) until a job arrives or ``timeout_s`` passes."""
-        await blocking.blpop([keys.wake(self.spec.name)], timeout=timeout_s)
+    async def _take(self, partition: int, picked: list[tuple[int, str, str]]) -> list[ClaimedJob]:
+        if not picked:
+            return []
+        return _records(await fcall(self.client, self._take_call(partition, picked)))
+
+    def _take_call(self, partition: int, picked: list[tuple[int, str, str]]) -> Take:
+        queues = self.queues[partition]
+        return Take(
+            units=keys.units(self.spec.name, partition),
+            dead=keys.dead(partition),
+            channel=keys.events_channel(partition),
+            jobs=[k for q, _, j in picked for k in (queues[q], keys.job(j), keys.events(j))],
+            consumer=self.consumer,
+            now=time.time(),
+            ttl=self.settings.result_ttl_s,
+            max_deliveries=self.settings.max_deliveries,
+            entries=[item for _, entry, j in picked for item in (entry, j)],
+        )
 
     async def reclaim(self, max_count: int) -> list[ClaimedJob]:
         """Take over jobs whose lease lapsed (XAUTOCLAIM); too-often delivered ones go dead."""
-        rows = await self.client.fcall(
-            "iq_reclaim",
-            1 + len(self.queues),
-            keys.units(self.spec.name),
-            *self.queues,
-            *self._context(),
-            str(self.settings.lease_ms),
-            str(max_count),
-        )
-        return _records(rows)
+        if max_count <= 0:
+            return []
+        calls = [
+            Reclaim(
+                queues=self.queues[p],
+                consumer=self.consumer,
+                min_idle_ms=self.settings.lease_ms,
+                max_count=max_count,
+            )
+            for p in range(self.partitions)
+        ]
+        replies = await fcall_many(self.client, calls)
+        takes = [
+            self._take_call(p, _triples(_checked(reply)))
+            for p, reply in enumerate(replies)
+            if reply
+        ]
+        claimed: list[ClaimedJob] = []
+        for reply in await fcall_many(self.client, takes):
+            claimed += _records(_checked(reply))
+        return claimed
 
     async def renew(self, jobs: Sequence[ClaimedJob]) -> tuple[set[str], set[str]]:
         """Renew leases; returns the ids this worker lost and those asked to cancel."""
-        if not jobs:
-            return set(), set()
-        lost, cancelled = await self.client.fcall(
-            "iq_renew",
-            len(jobs),
-            *(j.stream for j in jobs),
-            self.consumer,
-            keys.JOB_TEMPLATE,
-            *(j.entry for j in jobs),
-            *(j.id for j in jobs),
-        )
-        return set(lost), set(cancelled)
+        by_partition: dict[int, list[ClaimedJob]] = defaultdict(list)
+        for job in jobs:
+            by_partition[job.partition].append(job)
+        groups = list(by_partition.values())
+        calls = [
+            Renew(
+                jobs=[k for j in group for k in (j.stream, keys.job(j.id))],
+                consumer=self.consumer,
+                entries=[j.entry for j in group],
+            )
+            for group in groups
+        ]
+        lost: set[str] = set()
+        cancelled: set[str] = set()
+        for group, reply in zip(groups, await fcall_many(self.client, calls), strict=True):
+            gone, asked = _checked(reply)
+            lost |= {group[int(i)].id for i in gone}
+            cancelled |= {group[int(i)].id for i in asked}
+        return lost, cancelled
 
     async def emit(self, job: ClaimedJob, events: Sequence[tuple[str, str]]) -> EmitOutcome:
         """Append events to the job's stream while this worker still owns it."""
-        flat = [item for pair in events for item in pair]
-        code = await self.client.fcall(
-            "iq_emit",
-            2,
-            keys.job(job.id),
-            keys.events(job.id),
-            self.consumer,
-            job.id,
-            keys.EVENTS_CHANNEL,
-            *flat,
+        call = Emit(
+            job=keys.job(job.id),
+            events=keys.events(job.id),
+            channel=keys.events_channel(job.partition),
+            consumer=self.consumer,
+            job_id=job.id,
+            pairs=[item for pair in events for item in pair],
         )
-        return EmitOutcome(int(code))
+        return EmitOutcome(int(await fcall(self.client, call)))
 
     async def complete(
         self,
@@ -177,19 +275,15 @@ class WorkQueue:
     ) -> int:
         """Finish the job atomically: 1 done, 0 already finished (no-op), -1 not ours."""
         outcome = Outcome(job, status, result, usage, error)
-        return int(await self.client.fcall("iq_complete", *self._complete_args(outcome)))
+        return int(await fcall(self.client, self._complete_call(outcome)))
 
     async def complete_many(self, outcomes: Sequence[Outcome]) -> list[int]:
-        """Finish many jobs in one round trip, each atomically; codes as :meth:`complete`."""
-        if not outcomes:
-            return []
-        async with self.client.pipeline(transaction=False) as pipe:
-            for outcome in outcomes:
-                pipe.fcall("iq_complete", *self._complete_args(outcome))
-            codes: list[Any] = await pipe.execute()
-        return [int(code) for code in codes]
+        """Finish many jobs in one round trip per node, each atomically; codes as
+        :meth:`complete`."""
+        replies = await fcall_many(self.client, [self._complete_call(o) for o in outcomes])
+        return [int(_checked(reply)) for reply in replies]
 
-    def _complete_args(self, outcome: Outcome) -> list[str | int]:
+    def _complete_call(self, outcome: Outcome) -> Complete:
         job = outcome.job
         fields: dict[str, str] = {}
         final: list[str] = []
@@ -201,54 +295,51 @@ class WorkQueue:
         if outcome.error is not None:
             fields["error"] = outcome.error
             final += ["error", json.dumps({"message": outcome.error})]
-        flat = [item for pair in fields.items() for item in pair]
-        return [
-            5,
-            keys.job(job.id),
-            keys.events(job.id),
-            job.stream,
-            keys.units(self.spec.name),
-            keys.output_shares(self.spec.name),
-            self.consumer,
-            job.entry,
-            job.id,
-            outcome.status.value,
-            str(time.time()),
-            str(self.settings.result_ttl_s),
-            keys.EVENTS_CHANNEL,
-            job.record.tenant,
-            _output_share(outcome),
-            str(self.settings.output_share_alpha),
-            str(len(fields)),
-            *flat,
-            *final,
-        ]
+        return Complete(
+            job=keys.job(job.id),
+            events=keys.events(job.id),
+            queue=job.stream,
+            units=keys.units(self.spec.name, job.partition),
+            shares=keys.output_shares(self.spec.name, job.partition),
+            channel=keys.events_channel(job.partition),
+            consumer=self.consumer,
+            entry=job.entry,
+            job_id=job.id,
+            status=outcome.status.value,
+            now=time.time(),
+            ttl=self.settings.result_ttl_s,
+            tenant=job.record.tenant,
+            share=_output_share(outcome),
+            alpha=self.settings.output_share_alpha,
+            nfields=len(fields),
+            rest=[*(item for pair in fields.items() for item in pair), *final],
+        )
 
     async def release(self, job: ClaimedJob, reason: str, *, graceful: bool) -> bool:
         """Give the job back to its queue; a graceful release does not count as a delivery."""
-        code = await self.client.fcall(
-            "iq_release",
-            5,
-            keys.job(job.id),
-            keys.events(job.id),
-            job.stream,
-            keys.units(self.spec.name),
-            keys.wake(self.spec.name),
-            self.consumer,
-            job.entry,
-            job.id,
-            reason,
-            "1" if graceful else "0",
-            keys.EVENTS_CHANNEL,
+        call = Release(
+            job=keys.job(job.id),
+            events=keys.events(job.id),
+            queue=job.stream,
+            units=keys.units(self.spec.name, job.partition),
+            wake=keys.wake_channel(self.spec.name, job.partition),
+            channel=keys.events_channel(job.partition),
+            consumer=self.consumer,
+            entry=job.entry,
+            job_id=job.id,
+            reason=reason,
+            graceful=int(graceful),
         )
-        return bool(code)
+        return bool(await fcall(self.client, call))
 
     async def ensure_groups(self) -> None:
         """Create every queue stream and its consumer group (idempotent)."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for queue in self.queues:
-                pipe.xgroup_create(queue, keys.GROUP, id="0", mkstream=True)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        with translated("cannot create the queues"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for queues in self.queues:
+                    for queue in queues:
+                        pipe.xgroup_create(queue, keys.GROUP, id="0", mkstream=True)
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
         for reply in replies:
             if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
-                raise reply
+                raise ServerError(f"cannot create the queues: {reply}")

@@ -1,5 +1,9 @@
 """Shared fixtures: one embedded Valkey server per test session, flushed between tests, and
-real local Valkey clusters (one per session; one with replicas per test that kills nodes)."""
+real local Valkey clusters (one per session; one with replicas per test that kills nodes).
+
+``queue_url`` runs a test against each queue backend: the single server and the cluster.
+Tests that need the single server itself take ``valkey``.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
 from queueing.catalogue import Catalogue, ModelSpec
 from queueing.cluster import EmbeddedCluster, range_is_free
-from queueing.connection import connect
+from queueing.connection import Client, connect
 from queueing.server import EmbeddedValkey, port_is_free
 from queueing.settings import QueueSettings, Settings
+
+PARTITIONS = 4  # the partitions of every model in tests: claims cross partitions everywhere
 
 
 def free_port(start: int = 16400) -> int:
@@ -51,10 +56,18 @@ def valkey_cluster_with_replicas(tmp_path: Path) -> Iterator[EmbeddedCluster]:
         yield cluster
 
 
+@pytest.fixture(params=["single", "cluster"])
+def queue_url(request: pytest.FixtureRequest) -> str:
+    """The URL of a queue backend: the single server, or the 3-primary cluster."""
+    name = "valkey" if request.param == "single" else "valkey_cluster"
+    server: EmbeddedValkey | EmbeddedCluster = request.getfixturevalue(name)
+    return server.url
+
+
 @pytest.fixture
-async def redis_client(valkey: EmbeddedValkey) -> AsyncIterator[aioredis.Redis]:
+async def redis_client(queue_url: str) -> AsyncIterator[Client]:
     """A client on a freshly flushed server (FLUSHALL keeps the loaded functions)."""
-    client = await connect(valkey.url)
+    client = await connect(queue_url)
     await client.flushall()
     yield client
     await client.aclose()
@@ -85,4 +98,6 @@ def spec(catalogue: Catalogue, settings: Settings) -> ModelSpec:
 @pytest.fixture
 def queue_settings() -> QueueSettings:
     """Short leases and ageing so delivery tests run in seconds."""
-    return QueueSettings(lease_ms=800, max_deliveries=3, ageing_ms=200, result_ttl_s=600)
+    return QueueSettings(
+        lease_ms=800, max_deliveries=3, ageing_ms=200, result_ttl_s=600, partitions=PARTITIONS
+    )

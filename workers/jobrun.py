@@ -8,8 +8,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from redis.exceptions import RedisError
-
+from queueing.errors import ServerError
 from queueing.schemas import JobRecord, JobResult, JobStatus, Usage
 from queueing.settings import WorkerSettings
 from queueing.workqueue import ClaimedJob, EmitOutcome, WorkQueue
@@ -113,7 +112,7 @@ class JobRunner:
             raise
         except EngineError as exc:
             await self._engine_failed(run, exc)
-        except RedisError as exc:
+        except ServerError as exc:
             log.warning("job %s: queue server error (%s); giving it back", job.id, exc)
             await self.give_back(run, f"worker lost the queue server: {exc}")
         except Exception as exc:
@@ -211,7 +210,7 @@ class JobRunner:
                 await self._release(run, str(exc), graceful=run.shutdown)
             else:
                 await self._complete(run, JobStatus.FAILED, error=str(exc))
-        except RedisError as err:
+        except ServerError as err:
             log.warning("job %s: could not record the engine error (%s)", run.job.id, err)
 
     async def _fail(self, run: JobRun, message: str) -> None:
@@ -221,7 +220,7 @@ class JobRunner:
             return
         try:
             await self._complete(run, JobStatus.FAILED, error=message)
-        except RedisError as err:
+        except ServerError as err:
             log.warning("job %s: left to its lease (%s)", run.job.id, err)
 
     async def give_back(self, run: JobRun, reason: str) -> None:
@@ -231,5 +230,5 @@ class JobRunner:
             return
         try:
             await self._release(run, reason, graceful=False)
-        except RedisError as err:
+        except ServerError as err:
             log.warning("job %s: left to its lease (%s)", run.job.id, err)

@@ -10,17 +10,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
-from queueing import keys
 from queueing.catalogue import ModelSpec
-from queueing.connection import connect
+from queueing.connection import Client, connect
+from queueing.errors import ServerError
+from queueing.figures import read_figures
 from queueing.processes import process_name
 from queueing.settings import QueueSettings, Settings, WorkerSettings
+from queueing.subscriber import ShardedSubscriber
 from queueing.workqueue import ClaimedJob, WorkQueue
 from workers.calibration import budget_for
-from workers.cancels import CancelListener
 from workers.engine import Engine
 from workers.heartbeat import Load, Progress, heartbeat
 from workers.jobrun import JobRun, JobRunner
@@ -42,17 +40,16 @@ class Worker:
     It also never holds more jobs than the engine runs at once, less one slot kept for the
     watchdog's probe, so a backlog waits in the queue in priority order, not in the engine.
 
-    ``client`` serves the job path; ``blocking`` is a connection of its own for the BLPOP
-    that waits for work. ``burst`` exits once the model's queues are empty and nothing is
-    in flight. :meth:`stop` stops claiming; in-flight jobs get ``grace_s`` to finish and
-    are then aborted and released. When the watchdog finds the engine stalled, the worker
-    gives its jobs back at once and :attr:`failure` says why.
+    One sharded subscription brings wake notifications (new work in a partition of the
+    model) and cancel requests for running jobs. ``burst`` exits once the model's queues are
+    empty and nothing is in flight. :meth:`stop` stops claiming; in-flight jobs get
+    ``grace_s`` to finish and are then aborted and released. When the watchdog finds the
+    engine stalled, the worker gives its jobs back at once and :attr:`failure` says why.
     """
 
     def __init__(
         self,
-        client: aioredis.Redis,
-        blocking: aioredis.Redis,
+        client: Client,
         spec: ModelSpec,
         engine: Engine,
         *,
@@ -65,8 +62,8 @@ class Worker:
         unit_budget: float | None = None,
     ) -> None:
         self.client = client
-        self.blocking = blocking
         self.spec = spec
+        self.queue_settings = queue_settings
         self.settings = worker_settings
         self.consumer = consumer or process_name()
         self.queue = WorkQueue(client, spec, self.consumer, queue_settings)
@@ -82,7 +79,11 @@ class Worker:
         self.runner = JobRunner(
             self.queue, engine, worker_settings, self.progress, self.metrics.job_finished
         )
-        self.cancels = CancelListener(client, self._on_cancel)
+        wake, cancel = self.queue.wake_channels(), self.queue.cancel_channels()
+        self._cancel_channels = set(cancel)
+        self.notices = ShardedSubscriber(
+            client, [*wake, *cancel], self._on_notice, name=f"worker {self.consumer}"
+        )
         self.watchdog = Watchdog(
             engine,
             self.progress,
@@ -98,7 +99,8 @@ class Worker:
         self._stopping = False
         self._kick = asyncio.Event()
         self._hurry = asyncio.Event()
-        self._blpop: asyncio.Task[None] | None = None
+        self._woken = asyncio.Event()
+        self._cancelling: set[asyncio.Task[None]] = set()
 
     def load(self) -> Load:
         """Units and jobs in flight now."""
@@ -128,23 +130,22 @@ class Worker:
             self.client, self.consumer, self.spec.name, self.progress, self.load, metrics_url
         )
         tasks = [
-            asyncio.create_task(self.cancels.run(), name="cancels"),
+            asyncio.create_task(self.notices.run(), name="notices"),
             asyncio.create_task(presence.run(), name="heartbeat"),
             asyncio.create_task(self.watchdog.run(), name="watchdog"),
             asyncio.create_task(self._every(self.renew_s, self._renew), name="renew"),
             asyncio.create_task(self._every(self.reclaim_s, self._reclaim), name="reclaim"),
         ]
         try:
-            await self.cancels.subscribed.wait()
+            await self.notices.subscribed.wait()
             await self._claim_loop()
             await self._drain()
         finally:
             leftovers = [t for r in self.runs.values() if (t := r.task) is not None]
-            for task in [*tasks, *leftovers, self._blpop]:
-                if task is not None:
-                    task.cancel()
-            await asyncio.gather(*tasks, *leftovers, return_exceptions=True)
-            with contextlib.suppress(RedisError):
+            for task in [*tasks, *leftovers, *self._cancelling]:
+                task.cancel()
+            await asyncio.gather(*tasks, *leftovers, *self._cancelling, return_exceptions=True)
+            with contextlib.suppress(ServerError):
                 await presence.clear()
             await asyncio.to_thread(self.metrics.stop)
             log.info("worker %s stopped", self.consumer)
@@ -158,11 +159,12 @@ class Worker:
             if self._full(load) and not idle:
                 await self._wait(for_work=False)
                 continue
+            self._woken.clear()  # a wake from now on means work that this claim may miss
             try:
                 jobs = await self.queue.claim(max(room, 0.0), self._claimable(load), idle=idle)
                 if not jobs and self.burst and idle and await self._drained():
                     return
-            except RedisError as exc:
+            except ServerError as exc:
                 log.warning("claim failed: %s", exc)
                 await asyncio.sleep(_RETRY_S)
                 continue
@@ -180,30 +182,31 @@ class Worker:
         return max(0, min(self.claim_batch, self.max_jobs - load.jobs))
 
     async def _wait(self, *, for_work: bool) -> None:
-        """Until a job finishes, stop is asked, or (``for_work``) the model's queues wake us."""
-        kicked = asyncio.create_task(self._kick.wait())
-        waiters: set[asyncio.Task[Any]] = {kicked}
+        """Until a job finishes, stop is asked, or (``for_work``) new work is announced; at
+        most ``block_ms`` when waiting for work (a re-read, should a notification be lost)."""
+        waiters: set[asyncio.Task[Any]] = {asyncio.create_task(self._kick.wait())}
         if for_work:
-            if self._blpop is None:
-                timeout_s = self.settings.block_ms / 1000
-                self._blpop = asyncio.create_task(
-                    self.queue.wait_for_work(self.blocking, timeout_s)
-                )
-            waiters.add(self._blpop)
+            waiters.add(asyncio.create_task(self._woken.wait()))
+        timeout_s = self.settings.block_ms / 1000 if for_work else None
         try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            kicked.cancel()
-        blpop = self._blpop
-        if blpop is not None and blpop.done():
-            self._blpop = None
-            if not blpop.cancelled() and (exc := blpop.exception()) is not None:
-                log.warning("waiting for work failed: %s", exc)
-                await asyncio.sleep(_RETRY_S)
+            for waiter in waiters:
+                waiter.cancel()
+
+    def _on_notice(self, channel: str, data: str) -> None:
+        if channel in self._cancel_channels:
+            task = asyncio.create_task(self._on_cancel(data), name=f"cancel {data}")
+            self._cancelling.add(task)
+            task.add_done_callback(self._cancelling.discard)
+        else:
+            self.queue.woken(channel, data)
+            self._woken.set()
 
     async def _drained(self) -> bool:
-        queued, inflight = await self.client.hmget(keys.units(self.spec.name), "queued", "inflight")
-        return float(queued or 0) <= _EPSILON and float(inflight or 0) <= _EPSILON
+        figures = await read_figures(self.client, self.queue_settings, [self.spec.name])
+        now = figures[self.spec.name]
+        return now.queued_units <= _EPSILON and now.inflight_units <= _EPSILON
 
     def _start(self, job: ClaimedJob) -> None:
         if job.id in self.runs:  # our own lapsed lease, reclaimed: the run goes on
@@ -223,7 +226,7 @@ class Worker:
         while True:
             try:
                 await step()
-            except RedisError as exc:
+            except ServerError as exc:
                 log.warning("%s failed: %s", step.__name__, exc)
             except Exception:
                 log.exception("%s failed", step.__name__)
@@ -292,11 +295,9 @@ async def run_worker(
     Returns why the worker stepped aside (its engine was unhealthy), or ``None``.
     """
     client = await connect(url, blocking=True)
-    blocking = await connect(url, max_connections=2)
     budget = await budget_for(client, spec.name, settings.worker)
     worker = Worker(
         client,
-        blocking,
         spec,
         engine,
         queue_settings=settings.queue,
@@ -316,5 +317,4 @@ async def run_worker(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        await blocking.aclose()
         await client.aclose()

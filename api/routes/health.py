@@ -7,9 +7,9 @@ import asyncio
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from redis.exceptions import RedisError
 
 from api.deps import CatalogueDep, HubDep, MetricsDep, SettingsDep, StoreDep
+from queueing.errors import ServerError
 
 router = APIRouter(tags=["health"])
 
@@ -28,8 +28,8 @@ async def readyz(
 ) -> JSONResponse:
     """Ready to serve: the queue answers, the event hub is subscribed, the catalogue is loaded."""
     try:
-        redis_ok = bool(await asyncio.wait_for(store.client.ping(), PING_TIMEOUT_S))
-    except (RedisError, OSError, TimeoutError):
+        redis_ok = await asyncio.wait_for(store.ping(), PING_TIMEOUT_S)
+    except (ServerError, TimeoutError):
         redis_ok = False
     default = catalogue.models.get(settings.default_model)
     checks = {

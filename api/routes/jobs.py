@@ -58,10 +58,13 @@ async def create_job(
     """Queue a job; 202 once it is durable, 200 with the original job on a replayed key."""
     check_unicode(body)
     key = _idempotency_key(body, idempotency_header)
-    share = await store.output_share(admission.spec(body.model).name, tenant)
+    model = admission.spec(body.model).name
+    partition = store.place(model, tenant, key)
+    share = await store.output_share(model, tenant, partition)
     admit = partial(
         admission.admit,
         tenant=tenant,
+        partition=partition,
         model=body.model,
         prompt=body.prompt,
         messages=body.messages,

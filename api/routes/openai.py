@@ -105,10 +105,12 @@ async def _complete(
     """Queue the request as an interactive job, then stream it or wait for its end."""
     check_unicode(body)
     spec = caller.admission.spec(body.model)
-    share = await caller.store.output_share(spec.name, caller.tenant)
+    partition = caller.store.place(spec.name, caller.tenant)
+    share = await caller.store.output_share(spec.name, caller.tenant, partition)
     admit = partial(
         caller.admission.admit,
         tenant=caller.tenant,
+        partition=partition,
         model=body.model,
         prompt=prompt,
         messages=messages,

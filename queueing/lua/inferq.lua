@@ -1,10 +1,10 @@
 #!lua name=inferq
--- inferq's server-side functions: each queue transition is one atomic step.
--- Job and event keys come from templates passed by queueing/keys.py (ARGV), so every
--- key name still lives in one Python module.
+-- inferq's server-side functions: each queue transition is one atomic step on one slot.
+-- queueing/calls.py inserts a prelude above: the constants (GROUP, S_<STATUS>, counter
+-- fields) and K/A, the positions of each function's named KEYS and ARGV (`tail` is where a
+-- function's variadic part starts). Every key a function touches arrives in KEYS.
 
-local GROUP = 'workers'
-local TERMINAL = {succeeded = true, failed = true, cancelled = true}
+local TERMINAL = {[S_SUCCEEDED] = true, [S_FAILED] = true, [S_CANCELLED] = true}
 
 local function event(ev, kind, data)
   return redis.call('XADD', ev, '*', 'type', kind, 'data', data)
@@ -16,8 +16,8 @@ local function status_event(status, extra)
   return body .. '}'
 end
 
-local function notify(channel, job_id)
-  redis.call('PUBLISH', channel, job_id)
+local function notify(channel, message)
+  redis.call('SPUBLISH', channel, message)
 end
 
 local function ack(queue, entry_id)
@@ -31,13 +31,20 @@ local function ensure_group(queue)
   end
 end
 
--- Finish a job of `units` estimated units: status, fields, final events, ack, counters, retention.
--- fields: flat list of hash fields to set; events: flat list of kind, data.
-local function finish(job, ev, queue, units_key, entry_id, units, status, now, ttl, fields, events,
-                      channel, job_id)
+-- Add `units` and `jobs` to one queue's queued counters (negative to take them off).
+local function count_queued(units_key, qfield, units, jobs)
+  redis.call('HINCRBYFLOAT', units_key, QUEUED, units)
+  redis.call('HINCRBYFLOAT', units_key, UNITS_OF .. qfield, units)
+  redis.call('HINCRBY', units_key, JOBS_OF .. qfield, jobs)
+end
+
+-- Finish an in-flight job of `units` units: status, fields, final events, ack, counters,
+-- retention, notification. fields: flat field/value list; events: flat kind/data list.
+local function finish(job, ev, queue, units_key, entry_id, units, status, now, ttl, fields,
+                      events, channel, job_id)
   redis.call('HSET', job, 'status', status, 'finished_at', now, unpack(fields))
   ack(queue, entry_id)
-  redis.call('HINCRBYFLOAT', units_key, 'inflight', -units)
+  redis.call('HINCRBYFLOAT', units_key, INFLIGHT, -units)
   redis.call('HINCRBY', units_key, status, 1)
   for i = 1, #events, 2 do event(ev, events[i], events[i + 1]) end
   event(ev, 'status', status_event(status))
@@ -46,37 +53,33 @@ local function finish(job, ev, queue, units_key, entry_id, units, status, now, t
   notify(channel, job_id)
 end
 
--- enqueue: KEYS job, ev, queue, units, wake, idem|''
--- ARGV job_id, units, queue_field, ceiling, idem_ttl, now, channel, field, value, ...
+-- Returns {1, job_id}, {0, earlier job_id} on a replayed idempotency key, {-1, queued units}
+-- when the partition is past its ceiling.
 local function enqueue(keys, args)
-  local job, ev, queue, units_key, wake, idem = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
-  local job_id, units, qfield = args[1], tonumber(args[2]), args[3]
-  local ceiling = tonumber(args[4])
-  if idem ~= '' then
+  local k, a = K.iq_enqueue, A.iq_enqueue
+  local idem, units_key, cost = keys[k.tail], keys[k.units], tonumber(args[a.cost])
+  if idem then
     local existing = redis.call('GET', idem)
     if existing then return {0, existing} end
   end
-  local queued = tonumber(redis.call('HGET', units_key, 'queued') or '0')
-  if queued > 0.0001 and queued + units > ceiling then
+  local queued = tonumber(redis.call('HGET', units_key, QUEUED) or '0')
+  if queued > 0.0001 and queued + cost > tonumber(args[a.ceiling]) then
     return {-1, tostring(queued)}
   end
-  ensure_group(queue)
-  redis.call('HSET', job, unpack(args, 8))
-  local entry_id = redis.call('XADD', queue, '*', 'job', job_id, 'units', args[2])
-  redis.call('HSET', job, 'stream', queue, 'entry', entry_id)
-  event(ev, 'status', status_event('queued'))
-  redis.call('HINCRBYFLOAT', units_key, 'queued', units)
-  redis.call('HINCRBYFLOAT', units_key, 'u:' .. qfield, units)
-  redis.call('HINCRBY', units_key, 'n:' .. qfield, 1)
-  redis.call('HINCRBY', units_key, 'arrivals', 1)
-  redis.call('HINCRBYFLOAT', units_key, 'arrived_units', units)
-  if redis.call('LLEN', wake) < 1024 then redis.call('RPUSH', wake, '1') end
-  if idem ~= '' then redis.call('SET', idem, job_id, 'EX', tonumber(args[5])) end
-  return {1, job_id}
+  ensure_group(keys[k.queue])
+  local entry_id = redis.call('XADD', keys[k.queue], '*', 'job', args[a.job_id], 'units', args[a.cost])
+  redis.call('HSET', keys[k.job], 'entry', entry_id, unpack(args, a.tail))
+  event(keys[k.events], 'status', status_event(S_QUEUED))
+  count_queued(units_key, args[a.qfield], cost, 1)
+  redis.call('HINCRBY', units_key, ARRIVALS, 1)
+  redis.call('HINCRBYFLOAT', units_key, ARRIVED_UNITS, cost)
+  notify(keys[k.wake], args[a.qfield])
+  if idem then redis.call('SET', idem, args[a.job_id], 'EX', tonumber(args[a.idem_ttl])) end
+  return {1, args[a.job_id]}
 end
 
 -- A reader over a queue's undelivered entries (after the group's last-delivered id), or false.
--- Entries are read ahead in growing chunks, so a claim reads each queue's group info once.
+-- Entries are read ahead in growing chunks, so a pick reads each queue's group info once.
 local function cursor(queue)
   if redis.call('EXISTS', queue) == 0 then return false end
   local last = '0-0'
@@ -108,250 +111,228 @@ local function head(c, want)
   return c.rows[c.pos]
 end
 
--- Units moved from queued to in-flight by one claim, applied to the counters once at its end.
-local function move(ctx, qfield, units)
-  local m = ctx.moved
-  if not m.by[qfield] then
-    m.by[qfield] = {0, 0}
-    table.insert(m.order, qfield)
+-- Deliver the partition's best entries while they fit `room`, score no worse than `bound`
+-- (the best another partition offers) and number fewer than `max_count`; an idle worker always
+-- gets the best one, however large. Score: queue rank (class major, band minor) less its age in
+-- ageing periods. Returns {picked: queue index (0-based), entry id, job id, ...; the rank
+-- (0-based, -1 when empty) and enqueue time (ms) of the best entry left; why it stopped:
+-- 'count', 'empty', 'bound' or 'room'}.
+local function pick(keys, args)
+  local k, a = K.iq_pick, A.iq_pick
+  local now, ageing = tonumber(args[a.now_ms]), tonumber(args[a.ageing_ms])
+  local room, max_count = tonumber(args[a.room]), tonumber(args[a.max_count])
+  local idle, bound = args[a.idle] == '1', tonumber(args[a.bound])
+  local nq = #keys - k.tail + 1
+  local fields = {}
+  for i = 1, nq do fields[i] = JOBS_OF .. args[a.tail + i - 1] end
+  local counts = redis.call('HMGET', keys[k.units], unpack(fields))
+  local cursors = {}
+  for i = 1, nq do
+    if tonumber(counts[i] or '0') > 0 then cursors[i] = cursor(keys[k.tail + i - 1]) end
   end
-  m.by[qfield][1] = m.by[qfield][1] + units
-  m.by[qfield][2] = m.by[qfield][2] + 1
-  m.units = m.units + units
-end
-
-local function apply_moves(ctx)
-  local m = ctx.moved
-  if #m.order == 0 then return end
-  redis.call('HINCRBYFLOAT', ctx.units_key, 'queued', -m.units)
-  for _, qfield in ipairs(m.order) do
-    redis.call('HINCRBYFLOAT', ctx.units_key, 'u:' .. qfield, -m.by[qfield][1])
-    redis.call('HINCRBY', ctx.units_key, 'n:' .. qfield, -m.by[qfield][2])
-  end
-  redis.call('HINCRBYFLOAT', ctx.units_key, 'inflight', m.units)
-end
-
--- Take a delivered entry: count the attempt, dead-letter or cancel, else mark it running.
--- ctx: job_t, ev_t, units_key, consumer, now, ttl, max_deliveries, channel, dead
-local function take(ctx, queue, entry_id, job_id, fresh)
-  local job = string.format(ctx.job_t, job_id)
-  local ev = string.format(ctx.ev_t, job_id)
-  local cur = redis.call('HMGET', job, 'status', 'estimated_units', 'job_class', 'band', 'cancel')
-  local status = cur[1]
-  if not status or TERMINAL[status] then
-    ack(queue, entry_id)
-    return false
-  end
-  local units = tonumber(cur[2] or '0')
-  if fresh then move(ctx, cur[3] .. ':' .. cur[4], units) end
-  local attempts = redis.call('HINCRBY', job, 'attempts', 1)
-  if cur[5] == '1' then
-    finish(job, ev, queue, ctx.units_key, entry_id, units, 'cancelled', ctx.now, ctx.ttl,
-      {'error', 'cancelled before it ran'}, {}, ctx.channel, job_id)
-    return false
-  end
-  if attempts > ctx.max_deliveries then
-    local reason = 'dead-lettered: delivered ' .. (attempts - 1) ..
-      ' times without completing (its workers crashed or lost their lease)'
-    redis.call('XADD', ctx.dead, 'MAXLEN', '~', 100000, '*', 'job', job_id,
-      'queue', queue, 'attempts', attempts - 1, 'reason', reason)
-    finish(job, ev, queue, ctx.units_key, entry_id, units, 'failed', ctx.now, ctx.ttl,
-      {'error', reason}, {'error', cjson.encode({message = reason})}, ctx.channel, job_id)
-    return false
-  end
-  redis.call('HSET', job, 'status', 'running', 'worker', ctx.consumer, 'started_at', ctx.now)
-  event(ev, 'status', status_event('running', '"attempt":' .. attempts))
-  notify(ctx.channel, job_id)
-  return redis.call('HGETALL', job)
-end
-
-local function context(args)
-  return {
-    consumer = args[1], now = args[2], ttl = tonumber(args[3]),
-    max_deliveries = tonumber(args[4]), job_t = args[5], ev_t = args[6],
-    channel = args[7], dead = args[8], moved = {units = 0, by = {}, order = {}}
-  }
-end
-
--- claim: KEYS units, wake, queue... (priority order: class major, band minor)
--- ARGV consumer, now_s, ttl, max_deliveries, job_t, ev_t, channel, dead,
---      ageing_ms, room, max_count, idle
-local function claim(keys, args)
-  local ctx = context(args)
-  ctx.units_key = keys[1]
-  local now, ageing = tonumber(args[2]) * 1000, tonumber(args[9])
-  local room, max_count, idle = tonumber(args[10]), tonumber(args[11]), args[12] == '1'
-  local cursors, claimed = {}, {}
-  for i = 3, #keys do cursors[i] = cursor(keys[i]) end
-  while #claimed < max_count do
-    local best, best_score, h = nil, nil, nil
-    for i = 3, #keys do
-      local head_i = cursors[i] and head(cursors[i], max_count - #claimed)
-      if head_i then
-        local score = (i - 3) - (now - head_i[4]) / ageing
-        if best == nil or score < best_score then best, best_score, h = i, score, head_i end
+  local function best(want)
+    local bi, bs, bh = nil, nil, nil
+    for i = 1, nq do
+      local h = cursors[i] and head(cursors[i], want)
+      if h then
+        local score = (i - 1) - (now - h[4]) / ageing
+        if bi == nil or score < bs then bi, bs, bh = i, score, h end
       end
     end
-    if best == nil then
-      if #claimed == 0 then redis.call('DEL', keys[2]) end
-      break
-    end
-    if h[3] > room and not (idle and #claimed == 0) then break end
-    redis.call('XREADGROUP', 'GROUP', GROUP, ctx.consumer, 'COUNT', 1, 'STREAMS', keys[best], '>')
-    cursors[best].pos = cursors[best].pos + 1
-    local job = take(ctx, keys[best], h[1], h[2], true)
-    if job then
-      room = room - h[3]
-      table.insert(claimed, job)
-    end
-    idle = idle and #claimed == 0
+    return bi, bs, bh
   end
-  apply_moves(ctx)
-  return claimed
+  local picked, n, stop = {}, 0, 'count'
+  while n < max_count do
+    local i, score, h = best(max_count - n)
+    if i == nil then stop = 'empty' break end
+    if bound and score > bound then stop = 'bound' break end
+    if h[3] > room and not (idle and n == 0) then stop = 'room' break end
+    redis.call('XREADGROUP', 'GROUP', GROUP, args[a.consumer], 'COUNT', 1,
+      'STREAMS', keys[k.tail + i - 1], '>')
+    cursors[i].pos = cursors[i].pos + 1
+    table.insert(picked, i - 1)
+    table.insert(picked, h[1])
+    table.insert(picked, h[2])
+    room, n = room - h[3], n + 1
+  end
+  local i, _, h = best(1)
+  if i == nil then return {picked, -1, '0', stop} end
+  return {picked, i - 1, tostring(h[4]), stop}
 end
 
--- reclaim: KEYS units, queue...; ARGV as claim's first eight, then min_idle_ms, max_count
+-- Deliver entries idle past their lease; returns picked triples as pick does.
 local function reclaim(keys, args)
-  local ctx = context(args)
-  ctx.units_key = keys[1]
-  local min_idle, max_count = args[9], tonumber(args[10])
-  local claimed = {}
-  for i = 2, #keys do
-    if #claimed >= max_count then break end
-    if redis.call('EXISTS', keys[i]) == 1 then
-      local res = redis.call('XAUTOCLAIM', keys[i], GROUP, ctx.consumer, min_idle, '0-0',
-        'COUNT', max_count - #claimed)
+  local k, a = K.iq_reclaim, A.iq_reclaim
+  local max_count, picked, n = tonumber(args[a.max_count]), {}, 0
+  for i = k.tail, #keys do
+    if n >= max_count then break end
+    local queue = keys[i]
+    if redis.call('EXISTS', queue) == 1 then
+      local res = redis.call('XAUTOCLAIM', queue, GROUP, args[a.consumer], args[a.min_idle_ms],
+        '0-0', 'COUNT', max_count - n)
       for _, entry in ipairs(res[2]) do
-        local id, f = entry[1], entry[2]
-        local job_id = nil
+        local id, f, job_id = entry[1], entry[2], nil
         for j = 1, #f, 2 do if f[j] == 'job' then job_id = f[j + 1] end end
-        local job = job_id and take(ctx, keys[i], id, job_id, false)
-        if job then
-          table.insert(claimed, job)
-        elseif not job_id then
-          ack(keys[i], id)
+        if job_id then
+          table.insert(picked, i - k.tail)
+          table.insert(picked, id)
+          table.insert(picked, job_id)
+          n = n + 1
+        else
+          ack(queue, id)
         end
       end
     end
   end
-  return claimed
+  return picked
 end
 
--- renew: KEYS queue per job; ARGV consumer, job_t, then entry ids, then job ids
--- Returns {lost job ids, cancelled job ids}.
-local function renew(keys, args)
-  local consumer, job_t, n = args[1], args[2], #keys
-  local lost, cancelled = {}, {}
-  for i = 1, n do
-    local entry_id, job_id = args[2 + i], args[2 + n + i]
-    local p = redis.call('XPENDING', keys[i], GROUP, entry_id, entry_id, 1)
-    if #p == 0 or p[1][2] ~= consumer then
-      table.insert(lost, job_id)
+-- Take delivered entries: count the attempt, then drop (finished), cancel, dead-letter, or
+-- mark running. A job still `queued` moves from the queued counters to in-flight here.
+-- Returns the hashes of the jobs now running.
+local function take(keys, args)
+  local k, a = K.iq_take, A.iq_take
+  local units_key, channel, consumer = keys[k.units], keys[k.channel], args[a.consumer]
+  local now, ttl, max_deliveries = args[a.now], tonumber(args[a.ttl]), tonumber(args[a.max_deliveries])
+  local taken = {}
+  for i = 0, (#keys - k.tail + 1) / 3 - 1 do
+    local queue, job, ev = keys[k.tail + 3 * i], keys[k.tail + 3 * i + 1], keys[k.tail + 3 * i + 2]
+    local entry_id, job_id = args[a.tail + 2 * i], args[a.tail + 2 * i + 1]
+    local cur = redis.call('HMGET', job, 'status', 'estimated_units', 'job_class', 'band', 'cancel')
+    if not cur[1] or TERMINAL[cur[1]] then
+      ack(queue, entry_id)
     else
-      redis.call('XCLAIM', keys[i], GROUP, consumer, 0, entry_id, 'JUSTID')
-      if redis.call('HGET', string.format(job_t, job_id), 'cancel') == '1' then
-        table.insert(cancelled, job_id)
+      local units = tonumber(cur[2] or '0')
+      if cur[1] == S_QUEUED then
+        count_queued(units_key, cur[3] .. ':' .. cur[4], -units, -1)
+        redis.call('HINCRBYFLOAT', units_key, INFLIGHT, units)
       end
+      local attempts = redis.call('HINCRBY', job, 'attempts', 1)
+      if cur[5] == '1' then
+        finish(job, ev, queue, units_key, entry_id, units, S_CANCELLED, now, ttl,
+          {'error', 'cancelled before it ran'}, {}, channel, job_id)
+      elseif attempts > max_deliveries then
+        local reason = 'dead-lettered: delivered ' .. (attempts - 1) ..
+          ' times without completing (its workers crashed or lost their lease)'
+        redis.call('XADD', keys[k.dead], 'MAXLEN', '~', 100000, '*', 'job', job_id,
+          'queue', queue, 'attempts', attempts - 1, 'reason', reason)
+        finish(job, ev, queue, units_key, entry_id, units, S_FAILED, now, ttl,
+          {'error', reason}, {'error', cjson.encode({message = reason})}, channel, job_id)
+      else
+        redis.call('HSET', job, 'status', S_RUNNING, 'worker', consumer, 'started_at', now)
+        event(ev, 'status', status_event(S_RUNNING, '"attempt":' .. attempts))
+        notify(channel, job_id)
+        table.insert(taken, redis.call('HGETALL', job))
+      end
+    end
+  end
+  return taken
+end
+
+-- Returns {indexes of jobs whose lease this consumer lost, indexes of jobs asked to cancel}.
+local function renew(keys, args)
+  local k, a = K.iq_renew, A.iq_renew
+  local consumer, lost, cancelled = args[a.consumer], {}, {}
+  for i = 0, (#keys - k.tail + 1) / 2 - 1 do
+    local queue, job, entry_id = keys[k.tail + 2 * i], keys[k.tail + 2 * i + 1], args[a.tail + i]
+    local p = redis.call('XPENDING', queue, GROUP, entry_id, entry_id, 1)
+    if #p == 0 or p[1][2] ~= consumer then
+      table.insert(lost, i)
+    else
+      redis.call('XCLAIM', queue, GROUP, consumer, 0, entry_id, 'JUSTID')
+      if redis.call('HGET', job, 'cancel') == '1' then table.insert(cancelled, i) end
     end
   end
   return {lost, cancelled}
 end
 
--- emit: KEYS job, ev; ARGV consumer, job_id, channel, kind, data, ...
 -- Returns 0 if this worker no longer owns the job, 2 if cancel was asked, else 1.
 local function emit(keys, args)
-  local owner = redis.call('HMGET', keys[1], 'worker', 'status', 'cancel')
-  if owner[1] ~= args[1] or owner[2] ~= 'running' then return 0 end
-  for i = 4, #args, 2 do event(keys[2], args[i], args[i + 1]) end
-  notify(args[3], args[2])
+  local k, a = K.iq_emit, A.iq_emit
+  local owner = redis.call('HMGET', keys[k.job], 'worker', 'status', 'cancel')
+  if owner[1] ~= args[a.consumer] or owner[2] ~= S_RUNNING then return 0 end
+  for i = a.tail, #args, 2 do event(keys[k.events], args[i], args[i + 1]) end
+  notify(keys[k.channel], args[a.job_id])
   if owner[3] == '1' then return 2 end
   return 1
 end
 
--- complete: KEYS job, ev, queue, units, output shares
--- ARGV consumer, entry_id, job_id, status, now, ttl, channel, tenant, share, alpha,
---      nfields, field, value, ..., then kind, data pairs for final events.
 -- A non-empty share (completion tokens / max_tokens) moves the tenant's moving average.
 -- Returns 1 on success, 0 if already finished (no-op), -1 if another worker owns it.
 local function complete(keys, args)
-  local job, ev, queue, units_key, shares = keys[1], keys[2], keys[3], keys[4], keys[5]
-  local consumer, entry_id, job_id, status = args[1], args[2], args[3], args[4]
+  local k, a = K.iq_complete, A.iq_complete
+  local job, queue = keys[k.job], keys[k.queue]
   local current = redis.call('HMGET', job, 'status', 'worker', 'estimated_units')
   if not current[1] or TERMINAL[current[1]] then
-    ack(queue, entry_id)
+    ack(queue, args[a.entry])
     return 0
   end
-  if current[2] ~= consumer then return -1 end
-  local nfields = tonumber(args[11])
-  local fields = {unpack(args, 12, 11 + nfields * 2)}
-  local events = {unpack(args, 12 + nfields * 2)}
-  finish(job, ev, queue, units_key, entry_id, tonumber(current[3] or '0'), status, args[5],
-    tonumber(args[6]), fields, events, args[7], job_id)
-  if args[9] ~= '' then
-    local share, alpha = tonumber(args[9]), tonumber(args[10])
-    local old = tonumber(redis.call('HGET', shares, args[8]))
+  if current[2] ~= args[a.consumer] then return -1 end
+  local nfields = tonumber(args[a.nfields])
+  local fields = {unpack(args, a.tail, a.tail + nfields * 2 - 1)}
+  local events = {unpack(args, a.tail + nfields * 2)}
+  finish(job, keys[k.events], queue, keys[k.units], args[a.entry], tonumber(current[3] or '0'),
+    args[a.status], args[a.now], tonumber(args[a.ttl]), fields, events, keys[k.channel],
+    args[a.job_id])
+  if args[a.share] ~= '' then
+    local share, alpha = tonumber(args[a.share]), tonumber(args[a.alpha])
+    local old = tonumber(redis.call('HGET', keys[k.shares], args[a.tenant]))
     if old then share = old + alpha * (share - old) end
-    redis.call('HSET', shares, args[8], tostring(share))
+    redis.call('HSET', keys[k.shares], args[a.tenant], tostring(share))
   end
   return 1
 end
 
--- release: give a running job back to its queue under a new entry.
--- KEYS job, ev, queue, units, wake; ARGV consumer, entry_id, job_id, reason, graceful, channel
+-- A graceful release does not count as a delivery. Returns 1, or 0 when not ours to release.
 local function release(keys, args)
-  local job, ev, queue, units_key, wake = keys[1], keys[2], keys[3], keys[4], keys[5]
+  local k, a = K.iq_release, A.iq_release
+  local job, queue, units_key = keys[k.job], keys[k.queue], keys[k.units]
   local current = redis.call('HMGET', job, 'status', 'worker', 'estimated_units', 'job_class', 'band')
-  if current[1] ~= 'running' or current[2] ~= args[1] then return 0 end
-  local units = tonumber(current[3])
-  local qfield = current[4] .. ':' .. current[5]
-  ack(queue, args[2])
-  local entry_id = redis.call('XADD', queue, '*', 'job', args[3], 'units', current[3])
-  redis.call('HSET', job, 'status', 'queued', 'worker', '', 'entry', entry_id)
-  if args[5] == '1' then redis.call('HINCRBY', job, 'attempts', -1) end
-  redis.call('HINCRBYFLOAT', units_key, 'inflight', -units)
-  redis.call('HINCRBYFLOAT', units_key, 'queued', units)
-  redis.call('HINCRBYFLOAT', units_key, 'u:' .. qfield, units)
-  redis.call('HINCRBY', units_key, 'n:' .. qfield, 1)
-  redis.call('RPUSH', wake, '1')
-  event(ev, 'status', status_event('queued', '"reason":' .. cjson.encode(args[4])))
-  notify(args[6], args[3])
+  if current[1] ~= S_RUNNING or current[2] ~= args[a.consumer] then return 0 end
+  local units, qfield = tonumber(current[3]), current[4] .. ':' .. current[5]
+  ack(queue, args[a.entry])
+  local entry_id = redis.call('XADD', queue, '*', 'job', args[a.job_id], 'units', current[3])
+  redis.call('HSET', job, 'status', S_QUEUED, 'worker', '', 'entry', entry_id)
+  if args[a.graceful] == '1' then redis.call('HINCRBY', job, 'attempts', -1) end
+  redis.call('HINCRBYFLOAT', units_key, INFLIGHT, -units)
+  count_queued(units_key, qfield, units, 1)
+  event(keys[k.events], 'status', status_event(S_QUEUED, '"reason":' .. cjson.encode(args[a.reason])))
+  notify(keys[k.wake], qfield)
+  notify(keys[k.channel], args[a.job_id])
   return 1
 end
 
--- cancel: KEYS job, ev, queue, units; ARGV job_id, now, ttl, events channel, cancel channel
 -- Returns the status after the call: cancelled, cancelling, or the terminal status.
 local function cancel(keys, args)
-  local job, ev, queue, units_key = keys[1], keys[2], keys[3], keys[4]
+  local k, a = K.iq_cancel, A.iq_cancel
+  local job, ev = keys[k.job], keys[k.events]
   local cur = redis.call('HMGET', job, 'status', 'entry', 'estimated_units', 'job_class', 'band')
   local status = cur[1]
   if not status then return false end
-  if status == 'queued' then
-    local units = tonumber(cur[3])
-    local qfield = cur[4] .. ':' .. cur[5]
-    redis.call('XDEL', queue, cur[2])
-    redis.call('HINCRBYFLOAT', units_key, 'queued', -units)
-    redis.call('HINCRBYFLOAT', units_key, 'u:' .. qfield, -units)
-    redis.call('HINCRBY', units_key, 'n:' .. qfield, -1)
-    redis.call('HINCRBY', units_key, 'cancelled', 1)
-    redis.call('HSET', job, 'status', 'cancelled', 'finished_at', args[2],
+  if status == S_QUEUED then
+    redis.call('XDEL', keys[k.queue], cur[2])
+    count_queued(keys[k.units], cur[4] .. ':' .. cur[5], -tonumber(cur[3]), -1)
+    redis.call('HINCRBY', keys[k.units], S_CANCELLED, 1)
+    redis.call('HSET', job, 'status', S_CANCELLED, 'finished_at', args[a.now],
       'error', 'cancelled before it ran')
-    event(ev, 'status', status_event('cancelled'))
-    redis.call('EXPIRE', job, tonumber(args[3]))
-    redis.call('EXPIRE', ev, tonumber(args[3]))
-    notify(args[4], args[1])
-    return 'cancelled'
+    event(ev, 'status', status_event(S_CANCELLED))
+    redis.call('EXPIRE', job, tonumber(args[a.ttl]))
+    redis.call('EXPIRE', ev, tonumber(args[a.ttl]))
+    notify(keys[k.channel], args[a.job_id])
+    return S_CANCELLED
   end
-  if status == 'running' then
+  if status == S_RUNNING then
     redis.call('HSET', job, 'cancel', '1')
-    redis.call('PUBLISH', args[5], args[1])
+    notify(keys[k.cancel_channel], args[a.job_id])
     return 'cancelling'
   end
   return status
 end
 
 redis.register_function('iq_enqueue', enqueue)
-redis.register_function('iq_claim', claim)
+redis.register_function('iq_pick', pick)
 redis.register_function('iq_reclaim', reclaim)
+redis.register_function('iq_take', take)
 redis.register_function('iq_renew', renew)
 redis.register_function('iq_emit', emit)
 redis.register_function('iq_complete', complete)

@@ -9,7 +9,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from queueing.catalogue import ModelSpec
-from queueing.server import EmbeddedValkey
 from queueing.settings import ApiSettings, QueueSettings, Settings
 from queueing.workqueue import WorkQueue
 from tests.api.support import api_client
@@ -23,10 +22,10 @@ def api_settings(queue_settings: QueueSettings) -> Settings:
 
 @pytest.fixture
 async def client(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, api_settings: Settings, spec: ModelSpec
+    redis_client: aioredis.Redis, queue_url: str, api_settings: Settings, spec: ModelSpec
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client on the app (in-process, lifespan running) over a flushed server."""
-    async with api_client(api_settings, valkey.url) as http:
+    async with api_client(api_settings, queue_url) as http:
         yield http
 
 

@@ -7,7 +7,6 @@ import redis.asyncio as aioredis
 
 from api.app import UnsafeBind, check_bind
 from queueing.catalogue import ModelSpec
-from queueing.server import EmbeddedValkey
 from queueing.settings import ApiSettings, Settings
 from tests.api.support import api_client
 
@@ -16,10 +15,10 @@ BOB = {"Authorization": "Bearer key-b"}
 
 
 async def test_tenants_are_isolated(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, api_settings: Settings, spec: ModelSpec
+    redis_client: aioredis.Redis, queue_url: str, api_settings: Settings, spec: ModelSpec
 ) -> None:
     settings = api_settings.model_copy(update={"api_keys": {"key-a": "alice", "key-b": "bob"}})
-    async with api_client(settings, valkey.url) as client:
+    async with api_client(settings, queue_url) as client:
         created = await client.post("/v1/jobs", json={"prompt": "hi"}, headers=ALICE)
         assert created.status_code == 202
         url = created.headers["location"]
@@ -38,7 +37,7 @@ async def test_tenants_are_isolated(
             assert refused.headers["www-authenticate"] == "Bearer"
         assert (await client.post("/v1/jobs", json={"prompt": "hi"})).status_code == 401
     # The same idempotency key in two tenants names two different jobs.
-    async with api_client(settings, valkey.url) as client:
+    async with api_client(settings, queue_url) as client:
         a = await client.post(
             "/v1/jobs", json={"prompt": "x", "idempotency_key": "k"}, headers=ALICE
         )

@@ -11,7 +11,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from queueing.catalogue import ModelSpec
-from queueing.server import EmbeddedValkey
 from queueing.settings import ApiSettings, Settings
 from tests.api.support import api_client
 
@@ -105,7 +104,7 @@ async def test_bad_last_event_id_is_422(client: httpx.AsyncClient) -> None:
 
 
 async def test_oversized_bodies_are_413(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, api_settings: Settings, spec: ModelSpec
+    redis_client: aioredis.Redis, queue_url: str, api_settings: Settings, spec: ModelSpec
 ) -> None:
     settings = api_settings.model_copy(update={"api": ApiSettings(max_body_bytes=2048)})
     big = {"prompt": "x" * 4096}
@@ -114,7 +113,7 @@ async def test_oversized_bodies_are_413(
         for _ in range(8):
             yield b" " * 512
 
-    async with api_client(settings, valkey.url) as client:
+    async with api_client(settings, queue_url) as client:
         error = error_of(await client.post("/v1/jobs", json=big), 413)
         assert error["code"] == "request_too_large" and "2048 bytes" in error["message"]
         chunked = await client.post("/v1/jobs", content=chunks())

@@ -26,10 +26,10 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
 
 
 async def test_not_ready_without_model_files(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, api_settings: Settings, tmp_path: Path
+    redis_client: aioredis.Redis, queue_url: str, api_settings: Settings, tmp_path: Path
 ) -> None:
     settings = api_settings.model_copy(update={"models_dir": tmp_path})
-    async with api_client(settings, valkey.url) as client:
+    async with api_client(settings, queue_url) as client:
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["catalogue"] is False
         assert (await client.get("/healthz")).status_code == 200

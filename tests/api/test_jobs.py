@@ -9,10 +9,10 @@ from queueing import keys
 from queueing.catalogue import ModelSpec
 from queueing.jobstore import JobStore
 from queueing.schemas import JobResult, JobStatus, Usage
-from queueing.server import EmbeddedValkey
 from queueing.settings import QueueSettings, Settings
 from queueing.workqueue import EmitOutcome, WorkQueue
 from tests.api.support import api_client
+from tests.conftest import PARTITIONS
 
 CHAT = {"messages": [{"role": "user", "content": "Say hi"}], "params": {"max_tokens": 16}}
 
@@ -76,7 +76,7 @@ async def test_cancel_before_run_removes_the_entry_and_units(
     client: httpx.AsyncClient, redis_client: aioredis.Redis, spec: ModelSpec, worker: WorkQueue
 ) -> None:
     job = (await client.post("/v1/jobs", json=CHAT)).json()
-    store = JobStore(redis_client, QueueSettings())
+    store = JobStore(redis_client, QueueSettings(partitions=PARTITIONS))
     record = await store.get(job["id"], "local")
     assert record.stream is not None and await redis_client.xlen(record.stream) == 1
     assert (await store.unit_counters(spec))["queued"] > 0
@@ -99,7 +99,7 @@ async def test_cancel_while_running_reaches_the_worker(
 
     pending = await client.delete(f"/v1/jobs/{job['id']}")
     assert pending.status_code == 200 and pending.json()["status"] == "running"
-    store = JobStore(redis_client, QueueSettings())
+    store = JobStore(redis_client, QueueSettings(partitions=PARTITIONS))
     assert (await store.get(job["id"], "local")).cancel is True
 
     assert await worker.emit(claimed, [("tokens", '{"text":"x"}')]) == EmitOutcome.CANCELLED
@@ -111,12 +111,12 @@ async def test_cancel_while_running_reaches_the_worker(
 
 
 async def test_queue_full_is_429_with_retry_after(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, api_settings: Settings, spec: ModelSpec
+    redis_client: aioredis.Redis, queue_url: str, api_settings: Settings, spec: ModelSpec
 ) -> None:
     queue = api_settings.queue.model_copy(update={"max_queued_units": 0.3, "retry_after_s": 7})
     settings = api_settings.model_copy(update={"queue": queue})
     body = {"prompt": "Hello", "params": {"max_tokens": 256}}
-    async with api_client(settings, valkey.url) as client:
+    async with api_client(settings, queue_url) as client:
         assert (await client.post("/v1/jobs", json=body)).status_code == 202
         refused = await client.post("/v1/jobs", json=body)
         assert refused.status_code == 429, refused.text
@@ -130,13 +130,13 @@ async def test_queue_full_is_429_with_retry_after(
 
 
 async def test_what_a_tenant_used_lately_tempers_its_next_estimate(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, api_settings: Settings, spec: ModelSpec
+    redis_client: aioredis.Redis, queue_url: str, api_settings: Settings, spec: ModelSpec
 ) -> None:
     queue = api_settings.queue.model_copy(update={"output_share_cache_s": 0.0})
     settings = api_settings.model_copy(update={"queue": queue})
     worker = WorkQueue(redis_client, spec, "test-worker", queue)
     body = {"prompt": "Say hi", "params": {"max_tokens": 1000}}
-    async with api_client(settings, valkey.url) as client:
+    async with api_client(settings, queue_url) as client:
         first = (await client.post("/v1/jobs", json=body)).json()
         [claimed] = await worker.claim(10.0, 1, idle=True)
         usage = Usage(prompt_tokens=3, completion_tokens=50, total_tokens=53)

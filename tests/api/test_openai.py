@@ -22,7 +22,6 @@ from queueing.catalogue import ModelSpec
 from queueing.jobstore import JobStore
 from queueing.keys import JobClass
 from queueing.schemas import JobResult, JobStatus, Usage
-from queueing.server import EmbeddedValkey
 from queueing.settings import Settings
 from queueing.workqueue import ClaimedJob, EmitOutcome, WorkQueue
 from tests.api.support import serve
@@ -32,10 +31,10 @@ HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hell
 
 @pytest.fixture
 async def server(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, api_settings: Settings, spec: ModelSpec
+    redis_client: aioredis.Redis, queue_url: str, api_settings: Settings, spec: ModelSpec
 ) -> AsyncIterator[str]:
     """The API on a real uvicorn server over a flushed queue."""
-    async with serve(create_app(api_settings, valkey.url)) as base:
+    async with serve(create_app(api_settings, queue_url)) as base:
         yield base
 
 
@@ -254,11 +253,11 @@ async def test_bad_requests_are_openai_errors_and_queue_nothing(
 
 
 async def test_a_full_queue_is_a_rate_limit_error(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, api_settings: Settings, spec: ModelSpec
+    redis_client: aioredis.Redis, queue_url: str, api_settings: Settings, spec: ModelSpec
 ) -> None:
     queue = api_settings.queue.model_copy(update={"max_queued_units": 0.3, "retry_after_s": 7})
     settings = api_settings.model_copy(update={"queue": queue})
-    async with serve(create_app(settings, valkey.url)) as base:
+    async with serve(create_app(settings, queue_url)) as base:
         async with httpx.AsyncClient(base_url=base) as http:
             first = await http.post("/v1/jobs", json={"prompt": "Hello"})
             assert first.status_code == 202

@@ -13,7 +13,6 @@ from schemathesis.checks import not_a_server_error
 
 from api.app import create_app
 from queueing.catalogue import ModelSpec
-from queueing.server import EmbeddedValkey
 from queueing.settings import Settings
 
 # Read from an app that never starts (no lifespan, no Redis): just its routes.
@@ -26,10 +25,10 @@ OPERATIONS = [
 
 @pytest.fixture
 def api_schema(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, api_settings: Settings, spec: ModelSpec
+    redis_client: aioredis.Redis, queue_url: str, api_settings: Settings, spec: ModelSpec
 ) -> schemathesis.BaseSchema:
     """The app's schema served over ASGI; schemathesis runs (and ends) the app's lifespan."""
-    return schemathesis.openapi.from_asgi("/openapi.json", create_app(api_settings, valkey.url))
+    return schemathesis.openapi.from_asgi("/openapi.json", create_app(api_settings, queue_url))
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS)

@@ -15,7 +15,6 @@ from queueing.catalogue import ModelSpec
 from queueing.connection import connect
 from queueing.jobstore import JobStore
 from queueing.schemas import JobResult, JobStatus
-from queueing.server import EmbeddedValkey
 from queueing.settings import ApiSettings, Settings
 from queueing.workqueue import ClaimedJob, WorkQueue
 from tests.api.support import Sse, read_events, serve
@@ -37,7 +36,7 @@ async def stream(
 
 async def test_resume_sees_every_event_once_in_order(
     redis_client: aioredis.Redis,
-    valkey: EmbeddedValkey,
+    queue_url: str,
     api_settings: Settings,
     spec: ModelSpec,
     worker: WorkQueue,
@@ -45,7 +44,7 @@ async def test_resume_sees_every_event_once_in_order(
     # A long keep-alive: only the hub's notifications can deliver within the test's timeouts.
     settings = api_settings.model_copy(update={"api": ApiSettings(sse_ping_s=60)})
     async with (
-        serve(create_app(settings, valkey.url)) as base,
+        serve(create_app(settings, queue_url)) as base,
         httpx.AsyncClient(base_url=base, timeout=10) as client,
     ):
         job_id = (await client.post("/v1/jobs", json={"prompt": "Tell me"})).json()["id"]
@@ -86,10 +85,10 @@ async def test_resume_sees_every_event_once_in_order(
 
 
 async def test_keep_alive_comments_while_nothing_happens(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, api_settings: Settings, spec: ModelSpec
+    redis_client: aioredis.Redis, queue_url: str, api_settings: Settings, spec: ModelSpec
 ) -> None:
     async with (
-        serve(create_app(api_settings, valkey.url)) as base,
+        serve(create_app(api_settings, queue_url)) as base,
         httpx.AsyncClient(base_url=base, timeout=10) as client,
     ):
         job_id = (await client.post("/v1/jobs", json={"prompt": "hi"})).json()["id"]
@@ -106,9 +105,9 @@ async def test_keep_alive_comments_while_nothing_happens(
 
 
 async def test_hub_wakes_only_its_job_and_survives_a_dropped_subscription(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey
+    redis_client: aioredis.Redis, queue_url: str
 ) -> None:
-    client = await connect(valkey.url)
+    client = await connect(queue_url)
     hub = EventHub(client, retry_s=0.05)
     await hub.start()
     try:

@@ -18,7 +18,6 @@ import redis.asyncio as aioredis
 
 from queueing.catalogue import ModelSpec
 from queueing.schemas import JobResult, JobStatus
-from queueing.server import EmbeddedValkey
 from queueing.workqueue import ClaimedJob, WorkQueue
 from tests.conftest import free_port
 
@@ -37,9 +36,7 @@ def rss_bytes(pid: int) -> int:
 
 
 @pytest.fixture
-def api_process(
-    valkey: EmbeddedValkey, spec: ModelSpec, tmp_path: Path
-) -> Iterator[tuple[int, str]]:
+def api_process(queue_url: str, spec: ModelSpec, tmp_path: Path) -> Iterator[tuple[int, str]]:
     """``python -m api`` on a free port; yields its pid and base URL."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4 * CLIENTS:
@@ -47,7 +44,7 @@ def api_process(
     port = free_port(18500)
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERQ_")}
     env |= {
-        "INFERQ_REDIS__URL": valkey.url,
+        "INFERQ_REDIS__URL": queue_url,
         "INFERQ_API__HOST": "127.0.0.1",
         "INFERQ_API__PORT": str(port),
         "INFERQ_API__SSE_PING_S": "30",

@@ -15,6 +15,7 @@ from queueing.jobstore import JobStore
 from queueing.server import EmbeddedValkey
 from queueing.settings import QueueSettings, Settings, WorkerSettings
 from tests.api.support import serve
+from tests.conftest import PARTITIONS
 from tests.workers.support import running_worker
 from workers.engines.vllm import VllmConfig, VllmEngine
 from workers.loop import Worker
@@ -49,7 +50,7 @@ async def stack(
     spec: ModelSpec,
 ) -> AsyncIterator[Stack]:
     """Worker and API over the session's server and engine."""
-    settings = Settings(queue=QueueSettings(lease_ms=10_000))
+    settings = Settings(queue=QueueSettings(partitions=PARTITIONS, lease_ms=10_000))
     app = create_app(settings, valkey.url)
     async with (
         running_worker(

@@ -19,9 +19,8 @@ from queueing import keys
 from queueing.events import JobEvent
 from queueing.jobstore import JobStore
 from queueing.schemas import JobStatus
-from queueing.server import EmbeddedValkey
 from queueing.settings import QueueSettings
-from tests.conftest import free_port
+from tests.conftest import PARTITIONS, free_port
 from tests.workers.support import status_is, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.timeout(600)]
@@ -90,12 +89,12 @@ def one_result(events: list[JobEvent]) -> bool:
 
 
 async def test_frozen_worker_jobs_finish_elsewhere_and_killed_worker_is_restarted(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey
+    redis_client: aioredis.Redis, queue_url: str
 ) -> None:
-    store = JobStore(redis_client, QueueSettings(lease_ms=LEASE_MS))
+    store = JobStore(redis_client, QueueSettings(partitions=PARTITIONS, lease_ms=LEASE_MS))
     port = free_port(18000)
     base_url = f"http://127.0.0.1:{port}"
-    with inferq_up(valkey.url, port):
+    with inferq_up(queue_url, port):
         async with httpx.AsyncClient(base_url=base_url) as http:
             await _scenarios(store, redis_client, http)
 

@@ -23,7 +23,7 @@ from queueing.catalogue import Catalogue
 from queueing.jobstore import JobStore
 from queueing.keys import JobClass
 from queueing.schemas import JobStatus
-from queueing.server import EmbeddedValkey, port_is_free
+from queueing.server import port_is_free
 from queueing.settings import ApiSettings, QueueSettings, Settings
 from tests.api.support import serve
 from tests.conftest import free_port
@@ -56,7 +56,7 @@ def by_kind(report: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 async def test_status_lists_both_processes_their_metrics_urls_and_queue_depths(
     redis_client: aioredis.Redis,
-    valkey: EmbeddedValkey,
+    queue_url: str,
     queue_settings: QueueSettings,
     settings: Settings,
 ) -> None:
@@ -70,22 +70,22 @@ async def test_status_lists_both_processes_their_metrics_urls_and_queue_depths(
     for r in waiting:
         await store.enqueue(r)
     port = free_port(18600)
-    api = create_app(Settings(queue=queue_settings, api=ApiSettings(port=port)), valkey.url)
+    api = create_app(Settings(queue=queue_settings, api=ApiSettings(port=port)), queue_url)
     models = Catalogue.load(settings.models_dir, settings.catalogue).names()
     engine = ScriptedEngine()
-    async with serve(api, port) as base, running_worker(valkey.url, engine, queue_settings) as w:
+    async with serve(api, port) as base, running_worker(queue_url, engine, queue_settings) as w:
         ran = job()
         await store.enqueue(ran)
         await wait_until(lambda: status_is(store, ran.id, JobStatus.SUCCEEDED), 5, "job done")
 
         async def both_registered() -> bool:
-            report = await read_status(valkey.url, models)
+            report = await read_status(queue_url, models)
             beats = [p["since_progress_s"] for p in by_kind(report, "worker")]
             return len(report["metrics_urls"]) == 2 and beats != [None]
 
         await wait_until(both_registered, 5, "API and worker registered, progress beaten")
-        report = await read_status(valkey.url, models)
-        code, out, err = await run_cli("status", "--json", env={"INFERQ_REDIS__URL": valkey.url})
+        report = await read_status(queue_url, models)
+        code, out, err = await run_cli("status", "--json", env={"INFERQ_REDIS__URL": queue_url})
         scraped = []
         async with httpx.AsyncClient(timeout=5) as http:
             for url in report["metrics_urls"]:
@@ -123,18 +123,18 @@ async def test_status_lists_both_processes_their_metrics_urls_and_queue_depths(
     assert w.consumer in shown and "ok" in shown
     assert "interactive:0" in shown and "batch:2" in shown
 
-    after = await read_status(valkey.url, models)
+    after = await read_status(queue_url, models)
     assert after["processes"] == [] and after["metrics_urls"] == [], "both said goodbye"
 
 
 async def test_a_process_whose_alive_key_expired_is_stale(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey
+    redis_client: aioredis.Redis, queue_url: str
 ) -> None:
     entry = {"model": "m", "pid": 1, "in_flight_jobs": 1, "last_progress": 0, "metrics_url": ""}
     await redis_client.hset(keys.WORKERS, "crashed", json.dumps(entry))
     await redis_client.hset(keys.WORKERS, "alive", json.dumps(entry))
     await redis_client.set(keys.heartbeat("alive"), "1", ex=5)
-    report = await read_status(valkey.url, [])
+    report = await read_status(queue_url, [])
     health = {p["id"]: p["health"] for p in report["processes"]}
     assert health == {"alive": "ok", "crashed": "stale"}
     assert all(p["since_progress_s"] is None for p in report["processes"]), "never progressed"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import time
 
-from queueing.admission import new_job_id
-from queueing.keys import JobClass
+from queueing.keys import JobClass, new_job_id
 from queueing.schemas import JobRecord, JobStatus, SamplingParams
+from tests.conftest import PARTITIONS
 
 
 def record(
@@ -15,10 +16,11 @@ def record(
     band: int = 0,
     units: float = 0.05,
     tenant: str = "local",
+    partition: int | None = None,
 ) -> JobRecord:
-    """A queued job of the given class, band and cost."""
+    """A queued job of the given class, band and cost, in ``partition`` (random by default)."""
     return JobRecord(
-        id=new_job_id(),
+        id=new_job_id(random.randrange(PARTITIONS) if partition is None else partition),
         model=model,
         status=JobStatus.QUEUED,
         job_class=job_class,

@@ -13,7 +13,9 @@ from queueing.errors import QueueFull
 from queueing.jobstore import JobStore
 from queueing.schemas import JobResult, JobStatus
 from queueing.settings import QueueSettings
+from queueing.subscriber import ShardedSubscriber
 from queueing.workqueue import EmitOutcome, WorkQueue
+from tests.conftest import PARTITIONS
 from tests.queueing.records import record
 
 SPEC = ModelSpec(name="m", path=Path("."), context_length=100, prompt_weight=1, output_weight=1)
@@ -44,7 +46,7 @@ async def test_lapsed_lease_is_reclaimed_and_stale_worker_is_refused(
     assert final.status == JobStatus.SUCCEEDED and final.result == JobResult(text="b")
     results = [e for e in await store.events(job.id) if e.type == "result"]
     assert len(results) == 1
-    assert await redis_client.xpending(keys.queue("m", job.job_class, 0), keys.GROUP) == {
+    assert await redis_client.xpending(taken.stream, keys.GROUP) == {
         "pending": 0,
         "min": None,
         "max": None,
@@ -66,7 +68,7 @@ async def test_renewed_lease_is_not_reclaimed(
 
 
 async def test_dead_letter_after_max_deliveries(redis_client: aioredis.Redis) -> None:
-    settings = QueueSettings(lease_ms=100, max_deliveries=3)
+    settings = QueueSettings(partitions=PARTITIONS, lease_ms=100, max_deliveries=3)
     store = JobStore(redis_client, settings)
     job = record()
     await store.enqueue(job)
@@ -80,7 +82,7 @@ async def test_dead_letter_after_max_deliveries(redis_client: aioredis.Redis) ->
     final = await store.get(job.id, "local")
     assert final.status == JobStatus.FAILED
     assert final.error is not None and "dead-lettered" in final.error and "3 times" in final.error
-    [(_, dead)] = await redis_client.xrange(keys.DEAD)
+    [(_, dead)] = await redis_client.xrange(keys.dead(keys.partition_of(job.id)))
     assert dead["job"] == job.id and "dead-lettered" in dead["reason"]
     counters = await store.unit_counters(SPEC)
     assert counters["inflight"] == 0 and counters["queued"] == 0
@@ -97,15 +99,16 @@ async def test_cancel_queued_and_running(
     await store.enqueue(queued)
     assert (await store.cancel(queued.id, "local")).status == JobStatus.CANCELLED
     assert await a.claim(1.0, 1, idle=True) == [], "a cancelled job is never delivered"
-    pubsub = redis_client.pubsub()
-    await pubsub.subscribe(keys.CANCEL_CHANNEL)
+    channel = keys.cancel_channel(keys.partition_of(running.id))
+    heard: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    listener = ShardedSubscriber(redis_client, [channel], lambda c, d: heard.put_nowait((c, d)))
+    listening = asyncio.create_task(listener.run())
+    await asyncio.wait_for(listener.subscribed.wait(), 5)
     after = await store.cancel(running.id, "local")
     assert after.status == JobStatus.RUNNING and after.cancel
-    messages = [await pubsub.get_message(timeout=1.0) for _ in range(2)]
-    assert {"type": "message", "channel": keys.CANCEL_CHANNEL, "data": running.id}.items() <= (
-        messages[-1] or {}
-    ).items()
-    await pubsub.aclose()
+    assert await asyncio.wait_for(heard.get(), 5) == (channel, running.id)
+    listening.cancel()
+    await asyncio.gather(listening, return_exceptions=True)
     assert await a.emit(held, [("tokens", '{"text":"x"}')]) == EmitOutcome.CANCELLED
     assert await a.renew([held]) == (set(), {running.id})
     assert await a.complete(held, JobStatus.CANCELLED) == 1
@@ -114,12 +117,17 @@ async def test_cancel_queued_and_running(
 
 
 async def test_idempotency_key_and_ceiling(redis_client: aioredis.Redis) -> None:
-    store = JobStore(redis_client, QueueSettings(max_queued_units=0.1))
-    first = record(units=0.06)
+    # The ceiling holds per partition (max_queued_units / partitions); one partition here.
+    store = JobStore(
+        redis_client, QueueSettings(partitions=PARTITIONS, max_queued_units=0.1 * PARTITIONS)
+    )
+    keyed = store.place("m", "local", "k1")  # a keyed job goes where its key hashes to
+    first = record(units=0.06, partition=keyed)
     assert await store.enqueue(first, idempotency_key="k1") == first.id
-    assert await store.enqueue(record(units=0.06), idempotency_key="k1") == first.id
+    again = record(units=0.06, partition=keyed)
+    assert await store.enqueue(again, idempotency_key="k1") == first.id
     try:
-        await store.enqueue(record(units=0.06))
+        await store.enqueue(record(units=0.06, partition=keyed))
     except QueueFull as exc:
         assert exc.retry_after_s > 0
     else:

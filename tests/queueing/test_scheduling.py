@@ -15,13 +15,14 @@ from queueing.keys import JobClass
 from queueing.schemas import JobStatus, SamplingParams
 from queueing.settings import QueueSettings
 from queueing.workqueue import WorkQueue
+from tests.conftest import PARTITIONS
 from tests.queueing.records import record
 
 SPEC = ModelSpec(name="m", path=Path("."), context_length=100, prompt_weight=1, output_weight=1)
 
 
 async def test_class_then_band_order_without_ageing(redis_client: aioredis.Redis) -> None:
-    settings = QueueSettings(ageing_ms=10**9)
+    settings = QueueSettings(partitions=PARTITIONS, ageing_ms=10**9)
     store = JobStore(redis_client, settings)
     batch = record(job_class=JobClass.BATCH, band=0)
     dear = record(job_class=JobClass.INTERACTIVE, band=3, units=2.0)
@@ -37,7 +38,7 @@ async def test_class_then_band_order_without_ageing(redis_client: aioredis.Redis
 async def test_ageing_lets_batch_through_constant_interactive_load(
     redis_client: aioredis.Redis,
 ) -> None:
-    settings = QueueSettings(ageing_ms=50)
+    settings = QueueSettings(partitions=PARTITIONS, ageing_ms=50)
     store = JobStore(redis_client, settings)
     wq = WorkQueue(redis_client, SPEC, "w", settings)
     batch = record(job_class=JobClass.BATCH)
@@ -52,14 +53,14 @@ async def test_ageing_lets_batch_through_constant_interactive_load(
         await asyncio.sleep(0.005)
     assert batch.id in claimed, "the batch job starved"
     assert claimed.index(batch.id) > 0, "interactive work should go first while it is fresh"
-    backlog = int(await redis_client.hget(keys.units("m"), "n:interactive:0"))
+    backlog = int((await store.unit_counters(SPEC))["n:interactive:0"])
     assert backlog > 0, "interactive load was still queued when the batch job ran"
 
 
 async def test_room_limits_claims_and_idle_worker_takes_big_job(
     redis_client: aioredis.Redis,
 ) -> None:
-    settings = QueueSettings(ageing_ms=10**9)
+    settings = QueueSettings(partitions=PARTITIONS, ageing_ms=10**9)
     store = JobStore(redis_client, settings)
     big = record(units=50.0, band=3)
     await store.enqueue(big)
@@ -73,9 +74,10 @@ async def test_bands_route_as_estimated(
     redis_client: aioredis.Redis, catalogue: Catalogue, spec: ModelSpec
 ) -> None:
     admission = Admission(catalogue, spec.name)
-    store = JobStore(redis_client, QueueSettings())
+    store = JobStore(redis_client, QueueSettings(partitions=PARTITIONS))
     small = admission.admit(
         tenant="local",
+        partition=0,
         model=None,
         prompt="Hi",
         messages=None,
@@ -84,6 +86,7 @@ async def test_bands_route_as_estimated(
     )
     large = admission.admit(
         tenant="local",
+        partition=0,
         model=None,
         prompt="word " * 3000,
         messages=None,
@@ -94,5 +97,5 @@ async def test_bands_route_as_estimated(
     assert small.estimated_units < spec.band_edges[0] < spec.band_edges[-1] < large.estimated_units
     for job in (small, large):
         await store.enqueue(job)
-        entries = await redis_client.xrange(keys.queue(spec.name, JobClass.STANDARD, job.band))
+        entries = await redis_client.xrange(keys.queue(spec.name, 0, JobClass.STANDARD, job.band))
         assert [f["job"] for _, f in entries] == [job.id]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import subprocess
 import sys
 import time
@@ -15,13 +16,13 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from queueing import keys
-from queueing.admission import new_job_id
 from queueing.catalogue import ModelSpec
 from queueing.connection import connect
 from queueing.jobstore import JobStore
 from queueing.keys import JobClass
 from queueing.schemas import JobRecord, JobStatus, SamplingParams
 from queueing.settings import QueueSettings, WorkerSettings
+from tests.conftest import PARTITIONS
 from workers.engine import Engine
 from workers.loop import Worker
 
@@ -42,7 +43,7 @@ def job(
 ) -> JobRecord:
     """A queued job for model ``m`` with the given prompt, class, band and cost."""
     return JobRecord(
-        id=new_job_id(),
+        id=keys.new_job_id(random.randrange(PARTITIONS)),
         model=SPEC.name,
         status=JobStatus.QUEUED,
         job_class=job_class,
@@ -120,13 +121,11 @@ async def worker_on(
     worker_settings: WorkerSettings,
     **options: Any,
 ) -> AsyncIterator[Worker]:
-    """A :class:`Worker` on a job-path client and a blocking client, both closed on exit."""
+    """A :class:`Worker` on a client of its own, closed on exit."""
     client = await connect(url)
-    blocking = await connect(url, max_connections=2)
     try:
         yield Worker(
             client,
-            blocking,
             spec,
             engine,
             queue_settings=queue_settings,
@@ -134,7 +133,6 @@ async def worker_on(
             **options,
         )
     finally:
-        await blocking.aclose()
         await client.aclose()
 
 
@@ -161,6 +159,8 @@ def spawn_worker(
         str(token_delay_s),
         "--grace",
         str(grace_s),
+        "--partitions",
+        str(queue_settings.partitions),
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERQ_")}
     return subprocess.Popen(

@@ -16,8 +16,8 @@ from queueing import keys
 from queueing.events import JobEvent
 from queueing.jobstore import JobStore
 from queueing.schemas import JobStatus
-from queueing.server import EmbeddedValkey
 from queueing.settings import QueueSettings
+from tests.conftest import PARTITIONS
 from tests.workers.support import (
     SPEC,
     finish,
@@ -68,20 +68,20 @@ def one_outcome(events: list[JobEvent], text: str) -> None:
 
 async def test_sigkilled_worker_job_is_reclaimed_and_completed_once(
     redis_client: aioredis.Redis,
-    valkey: EmbeddedValkey,
+    queue_url: str,
     queue_settings: QueueSettings,
     procs: list[subprocess.Popen[str]],
 ) -> None:
     store = JobStore(redis_client, queue_settings)
     record = job(max_tokens=30)
     await store.enqueue(record)
-    procs.append(spawn_worker(valkey.url, "proc-a", queue_settings, token_delay_s=0.1))
+    procs.append(spawn_worker(queue_url, "proc-a", queue_settings, token_delay_s=0.1))
     await running_with_tokens(store, record.id, "proc-a")
     procs[0].kill()
     procs[0].wait()
     killed_at = time.monotonic()
     engine = ScriptedEngine(token_delay_s=0.005)
-    async with running_worker(valkey.url, engine, queue_settings, consumer="b"):
+    async with running_worker(queue_url, engine, queue_settings, consumer="b"):
         await wait_until(lambda: running_on(redis_client, record.id, "b"), 5, "b to reclaim")
         taken_after = time.monotonic() - killed_at
         await wait_until(lambda: status_is(store, record.id, JobStatus.SUCCEEDED), 5, "done")
@@ -97,19 +97,19 @@ async def test_sigkilled_worker_job_is_reclaimed_and_completed_once(
 
 async def test_duplicate_delivery_has_one_outcome_and_stale_worker_aborts(
     redis_client: aioredis.Redis,
-    valkey: EmbeddedValkey,
+    queue_url: str,
     queue_settings: QueueSettings,
     procs: list[subprocess.Popen[str]],
 ) -> None:
     store = JobStore(redis_client, queue_settings)
     record = job(max_tokens=30)
     await store.enqueue(record)
-    stale = spawn_worker(valkey.url, "proc-a", queue_settings, token_delay_s=0.1)
+    stale = spawn_worker(queue_url, "proc-a", queue_settings, token_delay_s=0.1)
     procs.append(stale)
     await running_with_tokens(store, record.id, "proc-a")
     stale.send_signal(signal.SIGSTOP)
     engine = ScriptedEngine(token_delay_s=0.05)
-    async with running_worker(valkey.url, engine, queue_settings, consumer="b"):
+    async with running_worker(queue_url, engine, queue_settings, consumer="b"):
         await wait_until(lambda: running_on(redis_client, record.id, "b"), 5, "b to reclaim")
         stale.send_signal(signal.SIGCONT)  # both workers now run the same job
         await wait_until(lambda: status_is(store, record.id, JobStatus.SUCCEEDED), 5, "done")
@@ -126,20 +126,22 @@ async def test_duplicate_delivery_has_one_outcome_and_stale_worker_aborts(
 
 
 async def test_job_whose_workers_keep_dying_is_dead_lettered(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, procs: list[subprocess.Popen[str]]
+    redis_client: aioredis.Redis, queue_url: str, procs: list[subprocess.Popen[str]]
 ) -> None:
-    settings = QueueSettings(lease_ms=600, max_deliveries=2, result_ttl_s=600)
+    settings = QueueSettings(
+        partitions=PARTITIONS, lease_ms=600, max_deliveries=2, result_ttl_s=600
+    )
     store = JobStore(redis_client, settings)
     record = job(max_tokens=50)
     await store.enqueue(record)
     for name in ("proc-a", "proc-b"):
-        proc = spawn_worker(valkey.url, name, settings, token_delay_s=0.1)
+        proc = spawn_worker(queue_url, name, settings, token_delay_s=0.1)
         procs.append(proc)
         await running_with_tokens(store, record.id, name)
         proc.kill()
         proc.wait()
     engine = ScriptedEngine()
-    await run_burst(valkey.url, engine, settings, timeout_s=10)
+    await run_burst(queue_url, engine, settings, timeout_s=10)
     assert engine.started == [], "a dead-lettered job never reaches the engine again"
     final = await store.get(record.id, "local")
     assert final.status == JobStatus.FAILED and final.attempts == 3
@@ -152,14 +154,14 @@ async def test_job_whose_workers_keep_dying_is_dead_lettered(
 
 async def test_sigterm_releases_the_running_job_and_stops_claiming(
     redis_client: aioredis.Redis,
-    valkey: EmbeddedValkey,
+    queue_url: str,
     queue_settings: QueueSettings,
     procs: list[subprocess.Popen[str]],
 ) -> None:
     store = JobStore(redis_client, queue_settings)
     long = job(max_tokens=60)
     await store.enqueue(long)
-    proc = spawn_worker(valkey.url, "proc-a", queue_settings, token_delay_s=0.1, grace_s=1.0)
+    proc = spawn_worker(queue_url, "proc-a", queue_settings, token_delay_s=0.1, grace_s=1.0)
     procs.append(proc)
     await running_with_tokens(store, long.id, "proc-a")
     start = time.monotonic()
@@ -179,7 +181,7 @@ async def test_sigterm_releases_the_running_job_and_stops_claiming(
     assert (await store.get(later.id, "local")).status == JobStatus.QUEUED
     assert await redis_client.hget(keys.WORKERS, "proc-a") is None
     engine = ScriptedEngine()
-    await run_burst(valkey.url, engine, queue_settings)
+    await run_burst(queue_url, engine, queue_settings)
     for record in (long, later):
         final = await store.get(record.id, "local")
         assert final.status == JobStatus.SUCCEEDED and final.attempts == 1

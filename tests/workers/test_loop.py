@@ -12,8 +12,8 @@ from queueing import keys
 from queueing.jobstore import JobStore
 from queueing.keys import JobClass
 from queueing.schemas import JobResult, JobStatus, Usage
-from queueing.server import EmbeddedValkey
 from queueing.settings import QueueSettings, WorkerSettings
+from tests.conftest import PARTITIONS
 from tests.workers.support import (
     SPEC,
     job,
@@ -27,7 +27,7 @@ from workers.engines.scripted import ScriptedEngine, script
 
 
 async def test_mixed_jobs_complete_with_results_usage_and_ordered_events(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, queue_settings: QueueSettings
+    redis_client: aioredis.Redis, queue_url: str, queue_settings: QueueSettings
 ) -> None:
     store = JobStore(redis_client, queue_settings)
     classes = list(JobClass)
@@ -39,7 +39,7 @@ async def test_mixed_jobs_complete_with_results_usage_and_ordered_events(
         await store.enqueue(record)
     engine = ScriptedEngine(token_delay_s=0.005)
     settings = WorkerSettings(unit_budget=0.2, block_ms=200, flush_ms=10_000, flush_tokens=4)
-    await run_burst(valkey.url, engine, queue_settings, settings)
+    await run_burst(queue_url, engine, queue_settings, settings)
     assert 2 <= engine.peak_running <= 4, "0.2 units of budget hold at most four 0.05-unit jobs"
     for record in jobs:
         final = await store.get(record.id, "local")
@@ -66,14 +66,14 @@ async def test_mixed_jobs_complete_with_results_usage_and_ordered_events(
 
 
 async def test_a_job_that_streams_no_tokens_gets_its_text_in_one_event(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, queue_settings: QueueSettings
+    redis_client: aioredis.Redis, queue_url: str, queue_settings: QueueSettings
 ) -> None:
     store = JobStore(redis_client, queue_settings)
     quiet = job("only the result matters", max_tokens=9).model_copy(update={"stream_tokens": False})
     await store.enqueue(quiet)
     engine = ScriptedEngine(token_delay_s=0.005)
     settings = WorkerSettings(unit_budget=1.0, block_ms=200, flush_ms=10, flush_tokens=1)
-    await run_burst(valkey.url, engine, queue_settings, settings)
+    await run_burst(queue_url, engine, queue_settings, settings)
     final = await store.get(quiet.id, "local")
     text = "".join(script(quiet.prompt, 9))
     assert final.status == JobStatus.SUCCEEDED and final.result is not None
@@ -86,13 +86,13 @@ async def test_a_job_that_streams_no_tokens_gets_its_text_in_one_event(
 
 
 async def test_heartbeat_reports_load_and_is_removed_on_stop(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, queue_settings: QueueSettings
+    redis_client: aioredis.Redis, queue_url: str, queue_settings: QueueSettings
 ) -> None:
     store = JobStore(redis_client, queue_settings)
     record = job(max_tokens=40, units=0.3)
     await store.enqueue(record)
     engine = ScriptedEngine(token_delay_s=0.05)
-    async with running_worker(valkey.url, engine, queue_settings, grace_s=0) as worker:
+    async with running_worker(queue_url, engine, queue_settings, grace_s=0) as worker:
         await wait_until(lambda: status_is(store, record.id, JobStatus.RUNNING), 5, "running")
 
         async def busy() -> bool:
@@ -110,12 +110,12 @@ async def test_heartbeat_reports_load_and_is_removed_on_stop(
 
 
 async def test_idle_worker_blocks_and_wakes_on_enqueue(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, queue_settings: QueueSettings
+    redis_client: aioredis.Redis, queue_url: str, queue_settings: QueueSettings
 ) -> None:
     store = JobStore(redis_client, queue_settings)
     engine = ScriptedEngine()
     slow_block = WorkerSettings(unit_budget=1.0, block_ms=5_000, flush_ms=20, flush_tokens=4)
-    async with running_worker(valkey.url, engine, queue_settings, slow_block):
+    async with running_worker(queue_url, engine, queue_settings, slow_block):
         await asyncio.sleep(0.3)  # the worker is now blocked on the wake list
         record = job()
         await store.enqueue(record)
@@ -126,14 +126,14 @@ async def test_idle_worker_blocks_and_wakes_on_enqueue(
 
 
 async def test_retryable_error_is_retried_and_fatal_one_fails(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, queue_settings: QueueSettings
+    redis_client: aioredis.Redis, queue_url: str, queue_settings: QueueSettings
 ) -> None:
     store = JobStore(redis_client, queue_settings)
     retry, fatal = job("please [retry] me"), job("please [fail] me")
     for record in (retry, fatal):
         await store.enqueue(record)
     engine = ScriptedEngine(fail_times=1, fail_after=2)
-    await run_burst(valkey.url, engine, queue_settings)
+    await run_burst(queue_url, engine, queue_settings)
     again = await store.get(retry.id, "local")
     assert again.status == JobStatus.SUCCEEDED and again.attempts == 2
     assert engine.started.count(retry.id) == 2
@@ -149,13 +149,13 @@ async def test_retryable_error_is_retried_and_fatal_one_fails(
 
 
 async def test_unexpected_error_fails_the_job_and_the_worker_goes_on(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, queue_settings: QueueSettings
+    redis_client: aioredis.Redis, queue_url: str, queue_settings: QueueSettings
 ) -> None:
     store = JobStore(redis_client, queue_settings)
     crash, after = job("this will [crash] now"), job("and this one is fine")
     for record in (crash, after):
         await store.enqueue(record)
-    await run_burst(valkey.url, ScriptedEngine(), queue_settings)
+    await run_burst(queue_url, ScriptedEngine(), queue_settings)
     failed = await store.get(crash.id, "local")
     assert failed.status == JobStatus.FAILED
     assert failed.error == "internal worker error: RuntimeError: scripted crash"
@@ -163,16 +163,16 @@ async def test_unexpected_error_fails_the_job_and_the_worker_goes_on(
 
 
 async def test_cancel_aborts_a_running_job_within_a_second(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey
+    redis_client: aioredis.Redis, queue_url: str
 ) -> None:
     # Renewal every 2 s and one token per 3 s: only the cancel channel can be this fast.
-    queue_settings = QueueSettings(lease_ms=6_000, result_ttl_s=600)
+    queue_settings = QueueSettings(partitions=PARTITIONS, lease_ms=6_000, result_ttl_s=600)
     store = JobStore(redis_client, queue_settings)
     record = job(max_tokens=5)
     await store.enqueue(record)
     engine = ScriptedEngine(token_delay_s=3.0)
     slow_renew = WorkerSettings(renew_every_ms=2_000, block_ms=500)
-    async with running_worker(valkey.url, engine, queue_settings, slow_renew):
+    async with running_worker(queue_url, engine, queue_settings, slow_renew):
 
         async def engine_running() -> bool:
             return record.id in engine.running
@@ -196,7 +196,7 @@ async def test_cancel_aborts_a_running_job_within_a_second(
 
 
 async def test_cancel_before_run_never_reaches_the_engine(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, queue_settings: QueueSettings
+    redis_client: aioredis.Redis, queue_url: str, queue_settings: QueueSettings
 ) -> None:
     store = JobStore(redis_client, queue_settings)
     cancelled, kept = job("cancel me"), job("keep me")
@@ -204,20 +204,20 @@ async def test_cancel_before_run_never_reaches_the_engine(
         await store.enqueue(record)
     assert (await store.cancel(cancelled.id, "local")).status == JobStatus.CANCELLED
     engine = ScriptedEngine()
-    await run_burst(valkey.url, engine, queue_settings)
+    await run_burst(queue_url, engine, queue_settings)
     assert engine.started == [kept.id]
     assert (await store.get(cancelled.id, "local")).status == JobStatus.CANCELLED
     assert (await store.get(kept.id, "local")).status == JobStatus.SUCCEEDED
 
 
 async def test_stop_lets_a_short_job_finish_within_grace(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, queue_settings: QueueSettings
+    redis_client: aioredis.Redis, queue_url: str, queue_settings: QueueSettings
 ) -> None:
     store = JobStore(redis_client, queue_settings)
     record, later = job(max_tokens=10), job("comes after stop")
     await store.enqueue(record)
     engine = ScriptedEngine(token_delay_s=0.03)
-    async with running_worker(valkey.url, engine, queue_settings, grace_s=5.0) as worker:
+    async with running_worker(queue_url, engine, queue_settings, grace_s=5.0) as worker:
         await wait_until(lambda: status_is(store, record.id, JobStatus.RUNNING), 3, "running")
         worker.stop()
         await store.enqueue(later)
@@ -228,15 +228,15 @@ async def test_stop_lets_a_short_job_finish_within_grace(
 
 
 async def test_renewal_keeps_a_long_job_from_being_reclaimed(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, queue_settings: QueueSettings
+    redis_client: aioredis.Redis, queue_url: str, queue_settings: QueueSettings
 ) -> None:
     store = JobStore(redis_client, queue_settings)
     record = job(max_tokens=30)  # 1.5 s of work on a 0.8 s lease
     await store.enqueue(record)
     first, second = ScriptedEngine(token_delay_s=0.05), ScriptedEngine()
-    async with running_worker(valkey.url, first, queue_settings, consumer="a"):
+    async with running_worker(queue_url, first, queue_settings, consumer="a"):
         await wait_until(lambda: running_on(redis_client, record.id, "a"), 3, "a to run it")
-        async with running_worker(valkey.url, second, queue_settings, consumer="b"):
+        async with running_worker(queue_url, second, queue_settings, consumer="b"):
             await wait_until(lambda: status_is(store, record.id, JobStatus.SUCCEEDED), 5, "done")
     final = await store.get(record.id, "local")
     assert final.attempts == 1 and final.worker == "a"

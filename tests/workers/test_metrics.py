@@ -14,7 +14,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from queueing import keys
 from queueing.jobstore import JobStore
 from queueing.schemas import JobStatus
-from queueing.server import EmbeddedValkey
 from queueing.settings import QueueSettings
 from tests.conftest import free_port
 from tests.workers.support import FAST, job, running_worker, status_is, wait_until
@@ -40,11 +39,11 @@ async def scrape(url: str) -> str:
 
 
 async def test_scraped_counters_follow_the_jobs_the_worker_ran(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, queue_settings: QueueSettings
+    redis_client: aioredis.Redis, queue_url: str, queue_settings: QueueSettings
 ) -> None:
     store = JobStore(redis_client, queue_settings)
     engine = ScriptedEngine(token_delay_s=0.005, fail_times=1)
-    async with running_worker(valkey.url, engine, queue_settings) as worker:
+    async with running_worker(queue_url, engine, queue_settings) as worker:
 
         async def entry() -> dict[str, str]:
             raw = await redis_client.hget(keys.WORKERS, worker.consumer)

@@ -13,8 +13,8 @@ from queueing.catalogue import Catalogue, ModelSpec
 from queueing.jobstore import JobStore
 from queueing.keys import JobClass
 from queueing.schemas import JobRecord, JobStatus, SamplingParams
-from queueing.server import EmbeddedValkey
 from queueing.settings import QueueSettings, WorkerSettings
+from tests.conftest import PARTITIONS
 from tests.workers.support import SPEC, job, run_burst, running_worker, status_is, wait_until
 from workers.engines.scripted import ScriptedEngine
 
@@ -22,9 +22,9 @@ ONE_AT_A_TIME = WorkerSettings(unit_budget=0.05, block_ms=200, flush_ms=20, flus
 
 
 async def test_class_then_cheaper_band_without_ageing(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey
+    redis_client: aioredis.Redis, queue_url: str
 ) -> None:
-    settings = QueueSettings(ageing_ms=10**9, lease_ms=5_000)
+    settings = QueueSettings(partitions=PARTITIONS, ageing_ms=10**9, lease_ms=5_000)
     store = JobStore(redis_client, settings)
     batch = job(job_class=JobClass.BATCH)
     standard = job(job_class=JobClass.STANDARD, band=2, units=1.0)
@@ -33,15 +33,15 @@ async def test_class_then_cheaper_band_without_ageing(
     for record in (batch, standard, dear, cheap):
         await store.enqueue(record)
     engine = ScriptedEngine()
-    await run_burst(valkey.url, engine, settings, ONE_AT_A_TIME)
+    await run_burst(queue_url, engine, settings, ONE_AT_A_TIME)
     assert engine.started == [cheap.id, dear.id, standard.id, batch.id]
     assert engine.peak_running == 1, "an over-budget job runs only on an idle worker"
 
 
 async def test_ageing_lets_batch_through_never_ending_interactive_load(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey
+    redis_client: aioredis.Redis, queue_url: str
 ) -> None:
-    settings = QueueSettings(ageing_ms=50, lease_ms=5_000)
+    settings = QueueSettings(partitions=PARTITIONS, ageing_ms=50, lease_ms=5_000)
     store = JobStore(redis_client, settings)
     batch = job("the batch job", job_class=JobClass.BATCH)
     await store.enqueue(batch)
@@ -61,7 +61,7 @@ async def test_ageing_lets_batch_through_never_ending_interactive_load(
     engine = ScriptedEngine(token_delay_s=0.01)
     producer = asyncio.create_task(produce())
     try:
-        async with running_worker(valkey.url, engine, settings, ONE_AT_A_TIME):
+        async with running_worker(queue_url, engine, settings, ONE_AT_A_TIME):
             await wait_until(
                 lambda: status_is(store, batch.id, JobStatus.SUCCEEDED), 10, "the batch job"
             )
@@ -79,9 +79,9 @@ async def test_ageing_lets_batch_through_never_ending_interactive_load(
 
 
 async def test_bands_route_as_estimated_and_cheaper_runs_first(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, catalogue: Catalogue, spec: ModelSpec
+    redis_client: aioredis.Redis, queue_url: str, catalogue: Catalogue, spec: ModelSpec
 ) -> None:
-    settings = QueueSettings(ageing_ms=10**9, lease_ms=5_000)
+    settings = QueueSettings(partitions=PARTITIONS, ageing_ms=10**9, lease_ms=5_000)
     admission = Admission(catalogue, spec.name)
     store = JobStore(redis_client, settings)
     admitted = {
@@ -113,7 +113,7 @@ async def test_bands_route_as_estimated_and_cheaper_runs_first(
     assert small.band == 0 and large.band == spec.bands - 1
     engine = ScriptedEngine()
     budget = WorkerSettings(unit_budget=0.01, block_ms=200, flush_ms=20, flush_tokens=64)
-    await run_burst(valkey.url, engine, settings, budget, spec=spec)
+    await run_burst(queue_url, engine, settings, budget, spec=spec)
     assert engine.started == [small.id, large.id], "the cheaper band goes first"
     for record in (small, large):
         final = await store.get(record.id, "local")
@@ -123,18 +123,18 @@ async def test_bands_route_as_estimated_and_cheaper_runs_first(
 
 
 async def test_a_backlog_waits_in_the_queue_not_in_the_engine(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey
+    redis_client: aioredis.Redis, queue_url: str
 ) -> None:
     """With its engine's slots taken (one kept for the probe), the worker claims nothing, so
     cheaper work that lands later still overtakes dearer work that landed first."""
-    settings = QueueSettings(ageing_ms=10**9, lease_ms=5_000)
+    settings = QueueSettings(partitions=PARTITIONS, ageing_ms=10**9, lease_ms=5_000)
     store = JobStore(redis_client, settings)
     engine = ScriptedEngine(token_delay_s=0.05, slots=3)
     roomy = WorkerSettings(unit_budget=100.0, block_ms=200, flush_ms=20, flush_tokens=4)
     first = [job(band=2, units=1.0, max_tokens=10) for _ in range(2)]
     dear = [job(band=2, units=1.0, max_tokens=2) for _ in range(3)]
     cheap = [job(band=0, max_tokens=2) for _ in range(3)]
-    async with running_worker(valkey.url, engine, settings, roomy):
+    async with running_worker(queue_url, engine, settings, roomy):
         for record in first:
             await store.enqueue(record)
         await wait_until(lambda: _started(engine, first), 5, "the first two jobs to start")

@@ -9,7 +9,6 @@ import redis.asyncio as aioredis
 
 from queueing.jobstore import JobStore
 from queueing.schemas import JobStatus
-from queueing.server import EmbeddedValkey
 from queueing.settings import QueueSettings, WorkerSettings
 from tests.workers.support import (
     FAST,
@@ -25,14 +24,14 @@ from workers.watchdog import PROBE_PRIORITY
 
 
 async def test_engine_that_stalls_with_work_has_its_jobs_given_back(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, queue_settings: QueueSettings
+    redis_client: aioredis.Redis, queue_url: str, queue_settings: QueueSettings
 ) -> None:
     store = JobStore(redis_client, queue_settings)
     record = job(max_tokens=400)
     await store.enqueue(record)
     stuck = ScriptedEngine(token_delay_s=0.01)
     watchful = FAST.model_copy(update={"stall_s": 1.0, "probe_every_s": 60.0})
-    async with worker_on(valkey.url, stuck, SPEC, queue_settings, watchful) as worker:
+    async with worker_on(queue_url, stuck, SPEC, queue_settings, watchful) as worker:
         task = asyncio.create_task(worker.run())
         await wait_until(lambda: asyncio.sleep(0, bool(stuck.started)), 5, "the job to start")
         stuck.freeze()
@@ -42,7 +41,7 @@ async def test_engine_that_stalls_with_work_has_its_jobs_given_back(
     assert after.status == JobStatus.QUEUED and after.attempts == 1, "given back, counted"
 
     healthy = ScriptedEngine()
-    async with running_worker(valkey.url, healthy, queue_settings):
+    async with running_worker(queue_url, healthy, queue_settings):
         await wait_until(lambda: status_is(store, record.id, JobStatus.SUCCEEDED), 10, "done")
     final = await store.get(record.id, "local")
     assert final.attempts == 2 and final.usage is not None
@@ -50,13 +49,13 @@ async def test_engine_that_stalls_with_work_has_its_jobs_given_back(
 
 
 async def test_failed_probe_stops_an_idle_worker(
-    valkey: EmbeddedValkey, queue_settings: QueueSettings
+    queue_url: str, queue_settings: QueueSettings
 ) -> None:
     engine = ScriptedEngine()
     settings = FAST.model_copy(
         update={"stall_s": 60.0, "probe_every_s": 0.2, "probe_timeout_s": 0.5}
     )
-    async with worker_on(valkey.url, engine, SPEC, queue_settings, settings) as worker:
+    async with worker_on(queue_url, engine, SPEC, queue_settings, settings) as worker:
         task = asyncio.create_task(worker.run())
         await wait_until(lambda: asyncio.sleep(0, worker.watchdog.probes_ok >= 2), 5, "probes")
         assert not task.done()
@@ -66,7 +65,7 @@ async def test_failed_probe_stops_an_idle_worker(
 
 
 async def test_busy_healthy_worker_is_left_alone(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, queue_settings: QueueSettings
+    redis_client: aioredis.Redis, queue_url: str, queue_settings: QueueSettings
 ) -> None:
     store = JobStore(redis_client, queue_settings)
     records = [job(f"job {i}", max_tokens=40) for i in range(6)]
@@ -76,7 +75,7 @@ async def test_busy_healthy_worker_is_left_alone(
     settings = WorkerSettings(
         unit_budget=0.1, stall_s=0.5, probe_every_s=0.2, probe_timeout_s=0.5, flush_tokens=8
     )
-    async with running_worker(valkey.url, engine, queue_settings, settings) as worker:
+    async with running_worker(queue_url, engine, queue_settings, settings) as worker:
         for record in records:
             done = partial(status_is, store, record.id, JobStatus.SUCCEEDED)
             await wait_until(done, 20, "every job")
@@ -86,7 +85,7 @@ async def test_busy_healthy_worker_is_left_alone(
 
 
 async def test_probe_answers_count_as_progress_for_jobs_that_stream_no_tokens(
-    redis_client: aioredis.Redis, valkey: EmbeddedValkey, queue_settings: QueueSettings
+    redis_client: aioredis.Redis, queue_url: str, queue_settings: QueueSettings
 ) -> None:
     """A job without token events runs 1.6 s, three times ``stall_s``: not a stall."""
     store = JobStore(redis_client, queue_settings)
@@ -94,7 +93,7 @@ async def test_probe_answers_count_as_progress_for_jobs_that_stream_no_tokens(
     await store.enqueue(quiet)
     engine = ScriptedEngine(token_delay_s=0.02)
     settings = WorkerSettings(unit_budget=0.1, stall_s=0.5, probe_every_s=0.1, probe_timeout_s=0.5)
-    async with running_worker(valkey.url, engine, queue_settings, settings) as worker:
+    async with running_worker(queue_url, engine, queue_settings, settings) as worker:
         done = partial(status_is, store, quiet.id, JobStatus.SUCCEEDED)
         await wait_until(done, 20, "the quiet job")
         assert worker.failure is None and worker.watchdog.probes_ok >= 5

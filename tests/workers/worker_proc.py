@@ -26,10 +26,15 @@ def main() -> None:
     parser.add_argument("--max-deliveries", type=int, default=3)
     parser.add_argument("--token-delay", type=float, default=0.1)
     parser.add_argument("--grace", type=float, default=5.0)
+    parser.add_argument("--partitions", type=int, default=1)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
     settings = Settings(
-        queue=QueueSettings(lease_ms=args.lease_ms, max_deliveries=args.max_deliveries),
+        queue=QueueSettings(
+            lease_ms=args.lease_ms,
+            max_deliveries=args.max_deliveries,
+            partitions=args.partitions,
+        ),
         worker=WorkerSettings(unit_budget=1.0, renew_every_ms=200, flush_ms=20, flush_tokens=4),
     )
     engine = ScriptedEngine(token_delay_s=args.token_delay)

@@ -1,0 +1,267 @@
+"""The Lua <-> Python contract, by name: each function's KEYS and ARGV, declared once.
+
+Every call is a frozen dataclass whose fields are marked as a key or an argument, in the
+order they are sent; one key tail and one argument tail (variadic lists) may follow the
+named ones. The Lua library reads ``keys[K.<function>.<name>]`` and ``args[A.<function>.<name>]``
+from a prelude generated from these classes, and the shared constants (group name, statuses,
+counter fields) come from here too, so nothing is typed twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, ClassVar
+
+from queueing import keys
+from queueing.schemas import JobStatus
+
+_ROLE = "role"
+_KEY, _ARG, _KEY_TAIL, _ARG_TAIL = "key", "arg", "key_tail", "arg_tail"
+
+# Fields of a partition's units hash (``u:``/``n:`` prefix a queue's units and job count).
+COUNTERS = {
+    "QUEUED": "queued",
+    "INFLIGHT": "inflight",
+    "ARRIVALS": "arrivals",
+    "ARRIVED_UNITS": "arrived_units",
+    "UNITS_OF": "u:",
+    "JOBS_OF": "n:",
+}
+
+
+def key() -> Any:
+    """A named entry of KEYS."""
+    return field(metadata={_ROLE: _KEY})
+
+
+def arg() -> Any:
+    """A named entry of ARGV."""
+    return field(metadata={_ROLE: _ARG})
+
+
+def key_tail() -> Any:
+    """Keys after the named ones (a list)."""
+    return field(metadata={_ROLE: _KEY_TAIL})
+
+
+def arg_tail() -> Any:
+    """Arguments after the named ones (a list)."""
+    return field(metadata={_ROLE: _ARG_TAIL})
+
+
+def _fields(cls: type[Call], role: str) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.metadata.get(_ROLE) == role]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One FCALL of the ``inferq`` library."""
+
+    function: ClassVar[str]
+
+    def keys(self) -> list[str]:
+        """KEYS in the order the function reads them."""
+        cls = type(self)
+        named = [str(getattr(self, name)) for name in _fields(cls, _KEY)]
+        tail = [str(item) for name in _fields(cls, _KEY_TAIL) for item in getattr(self, name)]
+        return named + tail
+
+    def argv(self) -> list[str]:
+        """ARGV in the order the function reads them."""
+        cls = type(self)
+        named = [str(getattr(self, name)) for name in _fields(cls, _ARG)]
+        tail = [str(item) for name in _fields(cls, _ARG_TAIL) for item in getattr(self, name)]
+        return named + tail
+
+    def fcall(self) -> list[str | int]:
+        """``FCALL``'s arguments after the command name: function, numkeys, KEYS, ARGV."""
+        call_keys = self.keys()
+        return [self.function, len(call_keys), *call_keys, *self.argv()]
+
+
+@dataclass(frozen=True)
+class Enqueue(Call):
+    """Store a job and queue it (optionally under an idempotency key)."""
+
+    function = "iq_enqueue"
+    job: str = key()
+    events: str = key()
+    queue: str = key()
+    units: str = key()
+    wake: str = key()
+    idem: Sequence[str] = key_tail()  # [] or [the idempotency key]
+    job_id: str = arg()
+    cost: float = arg()
+    qfield: str = arg()
+    ceiling: float = arg()
+    idem_ttl: int = arg()
+    fields: Sequence[str] = arg_tail()  # the job hash, flattened
+
+
+@dataclass(frozen=True)
+class Pick(Call):
+    """Deliver a partition's best undelivered entries to a consumer (class, band, ageing)."""
+
+    function = "iq_pick"
+    units: str = key()
+    queues: Sequence[str] = key_tail()  # priority order: class major, band minor
+    consumer: str = arg()
+    now_ms: int = arg()
+    ageing_ms: int = arg()
+    room: float = arg()
+    max_count: int = arg()
+    idle: int = arg()
+    bound: str = arg()  # '' or the best score another partition offers
+    qfields: Sequence[str] = arg_tail()  # class:band of each queue
+
+
+@dataclass(frozen=True)
+class Reclaim(Call):
+    """Deliver entries whose lease lapsed (XAUTOCLAIM) to a consumer."""
+
+    function = "iq_reclaim"
+    queues: Sequence[str] = key_tail()
+    consumer: str = arg()
+    min_idle_ms: int = arg()
+    max_count: int = arg()
+
+
+@dataclass(frozen=True)
+class Take(Call):
+    """Mark delivered jobs running (or cancel, dead-letter, drop them); return their hashes."""
+
+    function = "iq_take"
+    units: str = key()
+    dead: str = key()
+    channel: str = key()
+    jobs: Sequence[str] = key_tail()  # queue, job, events per delivered entry
+    consumer: str = arg()
+    now: float = arg()
+    ttl: int = arg()
+    max_deliveries: int = arg()
+    entries: Sequence[str] = arg_tail()  # entry id, job id per delivered entry
+
+
+@dataclass(frozen=True)
+class Renew(Call):
+    """Renew leases; report the ones lost and the ones asked to cancel (by index)."""
+
+    function = "iq_renew"
+    jobs: Sequence[str] = key_tail()  # queue, job per held job
+    consumer: str = arg()
+    entries: Sequence[str] = arg_tail()  # entry id per held job
+
+
+@dataclass(frozen=True)
+class Emit(Call):
+    """Append events to a job's stream while the consumer still owns it."""
+
+    function = "iq_emit"
+    job: str = key()
+    events: str = key()
+    channel: str = key()
+    consumer: str = arg()
+    job_id: str = arg()
+    pairs: Sequence[str] = arg_tail()  # kind, data, ...
+
+
+@dataclass(frozen=True)
+class Complete(Call):
+    """Finish a job: fields, final events, ack, counters, retention, output share."""
+
+    function = "iq_complete"
+    job: str = key()
+    events: str = key()
+    queue: str = key()
+    units: str = key()
+    shares: str = key()
+    channel: str = key()
+    consumer: str = arg()
+    entry: str = arg()
+    job_id: str = arg()
+    status: str = arg()
+    now: float = arg()
+    ttl: int = arg()
+    tenant: str = arg()
+    share: str = arg()  # '' or completion tokens / max_tokens
+    alpha: float = arg()
+    nfields: int = arg()
+    rest: Sequence[str] = arg_tail()  # nfields field/value pairs, then kind/data pairs
+
+
+@dataclass(frozen=True)
+class Release(Call):
+    """Give a running job back to its queue under a new entry."""
+
+    function = "iq_release"
+    job: str = key()
+    events: str = key()
+    queue: str = key()
+    units: str = key()
+    wake: str = key()
+    channel: str = key()
+    consumer: str = arg()
+    entry: str = arg()
+    job_id: str = arg()
+    reason: str = arg()
+    graceful: int = arg()
+
+
+@dataclass(frozen=True)
+class Cancel(Call):
+    """Cancel a queued job at once, or flag a running one and tell its worker."""
+
+    function = "iq_cancel"
+    job: str = key()
+    events: str = key()
+    queue: str = key()
+    units: str = key()
+    channel: str = key()
+    cancel_channel: str = key()
+    job_id: str = arg()
+    now: float = arg()
+    ttl: int = arg()
+
+
+CALLS: tuple[type[Call], ...] = (
+    Enqueue,
+    Pick,
+    Reclaim,
+    Take,
+    Renew,
+    Emit,
+    Complete,
+    Release,
+    Cancel,
+)
+
+
+def prelude() -> str:
+    """Lua constants and KEYS/ARGV positions generated from the classes above."""
+    constants = {
+        "GROUP": keys.GROUP,
+        **{f"S_{status.name}": status.value for status in JobStatus},
+        **COUNTERS,
+    }
+    lines = [f"local {name} = {json.dumps(value)}" for name, value in constants.items()]
+    for table, (named, tail) in {"K": (_KEY, _KEY_TAIL), "A": (_ARG, _ARG_TAIL)}.items():
+        entries = []
+        for cls in CALLS:
+            names = _fields(cls, named)
+            pos = ", ".join(f"{n} = {i}" for i, n in enumerate(names, 1))
+            sep = ", " if names else ""
+            entries.append(f"  {cls.function} = {{{pos}{sep}tail = {len(names) + 1}}}")
+            assert len(_fields(cls, tail)) <= 1, f"{cls.__name__}: one tail at most"
+        lines.append(f"local {table} = {{\n" + ",\n".join(entries) + "\n}")
+    return "\n".join(lines) + "\n"
+
+
+def library() -> str:
+    """The Lua library's source: its header line, the prelude, then the functions."""
+    body = resources.files("queueing").joinpath("lua/inferq.lua").read_text()
+    header, _, rest = body.partition("\n")
+    return f"{header}\n{prelude()}{rest}"

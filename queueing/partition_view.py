@@ -1,0 +1,47 @@
+"""What a worker knows of each partition's best waiting job, and how the partitions rank."""
+
+from __future__ import annotations
+
+import math
+
+
+class PartitionView:
+    """Per partition: the queue rank (class major, band minor) and enqueue time (ms) of its
+    best waiting job. A job's score is its rank less its age in ageing periods, as inside
+    one partition; the lowest score is served first."""
+
+    def __init__(self, ageing_ms: float) -> None:
+        self.ageing_ms = ageing_ms
+        self._best: dict[int, tuple[int, float]] = {}
+
+    @property
+    def empty(self) -> bool:
+        """True when no partition is known to hold work."""
+        return not self._best
+
+    def set(self, partition: int, rank: int, enqueued_ms: float) -> None:
+        """What the server just said of ``partition`` (``rank`` -1: nothing waits there)."""
+        if rank < 0:
+            self._best.pop(partition, None)
+        else:
+            self._best[partition] = (rank, enqueued_ms)
+
+    def arrived(self, partition: int, rank: int, enqueued_ms: float) -> None:
+        """A job of ``rank`` arrived: it is the partition's best if it beats what is known."""
+        known = self._best.get(partition)
+        if known is None or self._score(rank, enqueued_ms, enqueued_ms) < self._score(
+            *known, enqueued_ms
+        ):
+            self._best[partition] = (rank, enqueued_ms)
+
+    def _score(self, rank: int, enqueued_ms: float, now_ms: float) -> float:
+        return rank - (now_ms - enqueued_ms) / self.ageing_ms
+
+    def score(self, partition: int, now_ms: float) -> float:
+        """The partition's best score (infinite when nothing is known to wait there)."""
+        known = self._best.get(partition)
+        return math.inf if known is None else self._score(*known, now_ms)
+
+    def ranked(self, now_ms: float) -> list[tuple[float, int]]:
+        """``(score, partition)`` of every partition known to hold work, best first."""
+        return sorted((self._score(r, t, now_ms), p) for p, (r, t) in self._best.items())
