@@ -63,7 +63,7 @@ class Call:
 
     function: ClassVar[str]
 
-    def keys(self) -> list[str]:
+    def declared_keys(self) -> list[str]:
         """KEYS in the order the function reads them."""
         cls = type(self)
         named = [str(getattr(self, name)) for name in _fields(cls, _KEY)]
@@ -79,7 +79,7 @@ class Call:
 
     def fcall(self) -> list[str | int]:
         """``FCALL``'s arguments after the command name: function, numkeys, KEYS, ARGV."""
-        call_keys = self.keys()
+        call_keys = self.declared_keys()
         return [self.function, len(call_keys), *call_keys, *self.argv()]
 
 

@@ -202,9 +202,15 @@ class EmbeddedCluster:
                 return False
             if (owners, sum(1 for n in views if not n.is_primary)) != roles:
                 return False
-        return all(
+        synced = all(
             self._client(port).info("replication").get("master_link_status") == "up"
             for port in {n.port for n in self._views(self.base_port) if not n.is_primary}
+        )
+        # Clients learn the topology from CLUSTER SLOTS: every range lists its replicas there.
+        return synced and all(
+            len(entry) == 3 + self.replicas
+            for port in self.ports
+            for entry in self._client(port).execute_command("CLUSTER", "SLOTS")
         )
 
     def owner_of(self, slot: int) -> NodeView:

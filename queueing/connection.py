@@ -162,7 +162,7 @@ class WaitAof:
             return [("WAITAOF", 1, self.replicas or 0, self.timeout_ms, None)]
         nodes: dict[str, tuple[Any, int]] = {}
         for call in calls:
-            slot = client.keyslot(call.keys()[0])
+            slot = client.keyslot(call.declared_keys()[0])
             owners = client.nodes_manager.slots_cache.get(slot) or [None]
             node = owners[0]
             if node is not None and node.name not in nodes:

@@ -40,7 +40,7 @@ class JobStore:
         self.redis_settings = redis_settings or RedisSettings()
         self.placement = Placement(settings)
         self.wait_aof: WaitAof | None = None
-        self._shares: dict[tuple[str, int, str], tuple[float, float | None]] = {}
+        self._shares: dict[tuple[str, str], tuple[float, float | None]] = {}
         self._pending: list[tuple[Enqueue, JobRecord, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -48,16 +48,24 @@ class JobStore:
         """The partition a new job of ``model`` goes to."""
         return self.placement.choose(model, tenant, idempotency_key)
 
-    async def output_share(self, model: str, tenant: str, partition: int) -> float | None:
-        """The tenant's recent share of ``max_tokens`` used on ``model`` (cached briefly)."""
+    async def output_share(self, model: str, tenant: str) -> float | None:
+        """The tenant's recent share of ``max_tokens`` used on ``model`` (cached briefly).
+
+        Each partition keeps its own moving average (completion stays on the job's slot);
+        this is their mean, read in one pipelined pass.
+        """
         now = time.monotonic()
-        cached = self._shares.get((model, partition, tenant))
+        cached = self._shares.get((model, tenant))
         if cached is not None and cached[0] > now:
             return cached[1]
         with translated("cannot read output shares"):
-            raw = await self.client.hget(keys.output_shares(model, partition), tenant)
-        share = float(raw) if raw is not None else None
-        self._shares[(model, partition, tenant)] = (now + self.settings.output_share_cache_s, share)
+            async with self.client.pipeline(transaction=False) as pipe:
+                for partition in range(self.settings.partitions_of(model)):
+                    pipe.hget(keys.output_shares(model, partition), tenant)
+                raw: list[str | None] = await pipe.execute()
+        known = [float(value) for value in raw if value is not None]
+        share = sum(known) / len(known) if known else None
+        self._shares[(model, tenant)] = (now + self.settings.output_share_cache_s, share)
         return share
 
     async def check_durability(self) -> bool:

@@ -26,6 +26,11 @@ class Resubscribe(Exception):
     """A channel's slot moved: subscribe again from a fresh slot map."""
 
 
+async def _all_set(events: list[asyncio.Event]) -> None:
+    for event in events:
+        await event.wait()
+
+
 class ShardedSubscriber:
     """Calls ``on_message(channel, data)`` for every message on ``channels``."""
 
@@ -83,29 +88,30 @@ class ShardedSubscriber:
             asyncio.create_task(self._listen(factory, channels, done))
             for (factory, channels), done in zip(groups, confirmed, strict=True)
         ]
+        waiting = asyncio.create_task(_all_set(confirmed))
         try:
-            waiting: asyncio.Future[Any] = asyncio.gather(*(e.wait() for e in confirmed))
-            racing: list[asyncio.Future[Any]] = [*tasks, waiting]
+            racing: list[asyncio.Task[None]] = [*tasks, waiting]
             done, _ = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
             if waiting in done:
                 self.subscribed.set()
                 self.on_subscribed()
-            else:
-                waiting.cancel()
             finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in finished:
                 task.result()
         finally:
-            for task in tasks:
+            for task in [*tasks, waiting]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, waiting, return_exceptions=True)
 
     async def _listen(self, factory: Any, channels: list[str], confirmed: asyncio.Event) -> None:
         connection_class, kwargs = factory
         connection = connection_class(**kwargs)
         try:
             await connection.connect()
-            await connection.send_command("SSUBSCRIBE", *channels)
+            # A cluster node takes the channels of one slot per SSUBSCRIBE.
+            await connection.send_packed_command(
+                connection.pack_commands([("SSUBSCRIBE", channel) for channel in channels])
+            )
             pending = set(channels)
             while True:
                 kind, channel, data = await connection.read_response()

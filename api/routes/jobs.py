@@ -60,7 +60,7 @@ async def create_job(
     key = _idempotency_key(body, idempotency_header)
     model = admission.spec(body.model).name
     partition = store.place(model, tenant, key)
-    share = await store.output_share(model, tenant, partition)
+    share = await store.output_share(model, tenant)
     admit = partial(
         admission.admit,
         tenant=tenant,

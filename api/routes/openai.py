@@ -106,7 +106,7 @@ async def _complete(
     check_unicode(body)
     spec = caller.admission.spec(body.model)
     partition = caller.store.place(spec.name, caller.tenant)
-    share = await caller.store.output_share(spec.name, caller.tenant, partition)
+    share = await caller.store.output_share(spec.name, caller.tenant)
     admit = partial(
         caller.admission.admit,
         tenant=caller.tenant,

@@ -8,7 +8,9 @@ from pathlib import Path
 import httpx
 
 from queueing import keys
+from queueing.catalogue import ModelSpec
 from queueing.connection import connect
+from queueing.jobstore import JobStore
 from queueing.keys import JobClass
 from queueing.server import EmbeddedValkey
 from queueing.settings import Settings
@@ -34,7 +36,9 @@ async def submit_all(client: httpx.AsyncClient) -> list[str]:
     return await asyncio.gather(*(one(i) for i in range(JOBS)))
 
 
-async def test_acknowledged_jobs_survive_sigkill(tmp_path: Path, settings: Settings) -> None:
+async def test_acknowledged_jobs_survive_sigkill(
+    tmp_path: Path, settings: Settings, spec: ModelSpec
+) -> None:
     server = EmbeddedValkey(tmp_path, free_port(17400)).start()
     try:
         async with api_client(settings, server.url) as client:
@@ -50,9 +54,13 @@ async def test_acknowledged_jobs_survive_sigkill(tmp_path: Path, settings: Setti
                 assert reply.status_code == 200 and reply.json()["status"] == "queued"
         redis = await connect(server.url)
         model = settings.default_model
-        queues = [keys.queue(model, c, b) for c in JobClass for b in range(4)]
+        partitions = range(settings.queue.partitions_of(model))
+        queues = [
+            keys.queue(model, p, c, b) for p in partitions for c in JobClass for b in range(4)
+        ]
         assert sum([await redis.xlen(q) for q in queues]) == JOBS
-        assert int(await redis.hget(keys.units(model), "arrivals")) == JOBS
+        counters = await JobStore(redis, settings.queue).unit_counters(spec)
+        assert counters["arrivals"] == JOBS
         await redis.aclose()
     finally:
         server.stop()

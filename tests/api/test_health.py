@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import redis.asyncio as aioredis
 
+from queueing import keys
 from queueing.catalogue import ModelSpec
 from queueing.server import EmbeddedValkey
 from queueing.settings import Settings
@@ -46,7 +47,7 @@ async def test_not_ready_when_the_queue_server_is_gone(
             ready = await client.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["checks"]["redis"] is False
-            lookup = await client.get("/v1/jobs/job_x")
+            lookup = await client.get(f"/v1/jobs/{keys.new_job_id(0)}")
             assert lookup.status_code == 503
             assert lookup.json()["error"]["code"] == "queue_unavailable"
     finally:

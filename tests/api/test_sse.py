@@ -18,6 +18,8 @@ from queueing.schemas import JobResult, JobStatus
 from queueing.settings import ApiSettings, Settings
 from queueing.workqueue import ClaimedJob, WorkQueue
 from tests.api.support import Sse, read_events, serve
+from tests.conftest import PARTITIONS
+from tests.queueing.listen import kill_subscribers, publish
 
 
 def tokens(*texts: str) -> list[tuple[str, str]]:
@@ -108,24 +110,25 @@ async def test_hub_wakes_only_its_job_and_survives_a_dropped_subscription(
     redis_client: aioredis.Redis, queue_url: str
 ) -> None:
     client = await connect(queue_url)
-    hub = EventHub(client, retry_s=0.05)
+    hub = EventHub(client, PARTITIONS, retry_s=0.05)
     await hub.start()
+    job_1, job_2 = keys.new_job_id(1), keys.new_job_id(2)
+    channel_1, channel_2 = keys.events_channel(1), keys.events_channel(2)
     try:
-        with hub.waiter("job_1") as one, hub.waiter("job_2") as two:
+        with hub.waiter(job_1) as one, hub.waiter(job_2) as two:
             assert hub.waiting == 2
-            await redis_client.publish(keys.EVENTS_CHANNEL, "job_1")
+            await publish(redis_client, channel_1, job_1)
             await asyncio.wait_for(one.wait(), 2)
             assert not two.is_set(), "a notification wakes only its own job's waiters"
 
             one.clear()
-            killed = await redis_client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-            assert int(killed) >= 1
+            assert await kill_subscribers(redis_client) >= 1
             # After resubscribing the hub wakes everyone: they re-read what they missed.
             await asyncio.wait_for(asyncio.gather(one.wait(), two.wait()), 5)
             assert hub.connected
             one.clear()
             two.clear()
-            await redis_client.publish(keys.EVENTS_CHANNEL, "job_2")
+            await publish(redis_client, channel_2, job_2)
             await asyncio.wait_for(two.wait(), 2)
             assert not one.is_set()
         assert hub.waiting == 0

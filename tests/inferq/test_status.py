@@ -26,7 +26,7 @@ from queueing.schemas import JobStatus
 from queueing.server import port_is_free
 from queueing.settings import ApiSettings, QueueSettings, Settings
 from tests.api.support import serve
-from tests.conftest import free_port
+from tests.conftest import PARTITIONS, free_port
 from tests.queueing.records import record
 from tests.workers.support import ROOT, job, running_worker, status_is, wait_until
 from workers.engines.scripted import ScriptedEngine
@@ -79,13 +79,14 @@ async def test_status_lists_both_processes_their_metrics_urls_and_queue_depths(
         await wait_until(lambda: status_is(store, ran.id, JobStatus.SUCCEEDED), 5, "job done")
 
         async def both_registered() -> bool:
-            report = await read_status(queue_url, models)
+            report = await read_status(queue_url, models, QueueSettings(partitions=PARTITIONS))
             beats = [p["since_progress_s"] for p in by_kind(report, "worker")]
             return len(report["metrics_urls"]) == 2 and beats != [None]
 
         await wait_until(both_registered, 5, "API and worker registered, progress beaten")
-        report = await read_status(queue_url, models)
-        code, out, err = await run_cli("status", "--json", env={"INFERQ_REDIS__URL": queue_url})
+        report = await read_status(queue_url, models, QueueSettings(partitions=PARTITIONS))
+        env = {"INFERQ_REDIS__URL": queue_url, "INFERQ_QUEUE__PARTITIONS": str(PARTITIONS)}
+        code, out, err = await run_cli("status", "--json", env=env)
         scraped = []
         async with httpx.AsyncClient(timeout=5) as http:
             for url in report["metrics_urls"]:
@@ -123,7 +124,7 @@ async def test_status_lists_both_processes_their_metrics_urls_and_queue_depths(
     assert w.consumer in shown and "ok" in shown
     assert "interactive:0" in shown and "batch:2" in shown
 
-    after = await read_status(queue_url, models)
+    after = await read_status(queue_url, models, QueueSettings(partitions=PARTITIONS))
     assert after["processes"] == [] and after["metrics_urls"] == [], "both said goodbye"
 
 
@@ -134,7 +135,7 @@ async def test_a_process_whose_alive_key_expired_is_stale(
     await redis_client.hset(keys.WORKERS, "crashed", json.dumps(entry))
     await redis_client.hset(keys.WORKERS, "alive", json.dumps(entry))
     await redis_client.set(keys.heartbeat("alive"), "1", ex=5)
-    report = await read_status(queue_url, [])
+    report = await read_status(queue_url, [], QueueSettings(partitions=PARTITIONS))
     health = {p["id"]: p["health"] for p in report["processes"]}
     assert health == {"alive": "ok", "crashed": "stale"}
     assert all(p["since_progress_s"] is None for p in report["processes"]), "never progressed"
@@ -145,7 +146,7 @@ async def test_nothing_listening_is_reported_as_not_running() -> None:
     port = free_port(19500)
     url = f"redis://127.0.0.1:{port}"
     with pytest.raises(NotRunning, match=rf"inferq is not running \(no queue server at {url}\)"):
-        await read_status(url, [])
+        await read_status(url, [], QueueSettings())
     env = {"INFERQ_REDIS__URL": None, "INFERQ_REDIS__EMBEDDED_PORT": str(port)}
     result = await asyncio.to_thread(CliRunner().invoke, cli, ["status", "--json"], env=env)
     assert result.exit_code == 1

@@ -18,7 +18,7 @@ from tests.queueing.test_cycle import SPEC
 async def _finish(
     store: JobStore, wq: WorkQueue, tenant: str, tokens: int, status: JobStatus
 ) -> None:
-    job = record(tenant=tenant, partition=0)  # max_tokens 8; shares live per partition
+    job = record(tenant=tenant, partition=0)  # max_tokens 8; one partition: one average
     await store.enqueue(job)
     [claimed] = await wq.claim(10.0, 1, idle=True)
     usage = Usage(prompt_tokens=3, completion_tokens=tokens, total_tokens=3 + tokens)
@@ -33,15 +33,15 @@ async def test_completions_move_the_tenants_moving_share(
     settings = queue_settings.model_copy(update={"output_share_cache_s": 0.0})
     store = JobStore(redis_client, settings)
     wq = WorkQueue(redis_client, SPEC, "w1", settings)
-    assert await store.output_share(SPEC.name, "acme", 0) is None
+    assert await store.output_share(SPEC.name, "acme") is None
     await _finish(store, wq, "acme", 2, JobStatus.SUCCEEDED)
-    assert await store.output_share(SPEC.name, "acme", 0) == 0.25
+    assert await store.output_share(SPEC.name, "acme") == 0.25
     await _finish(store, wq, "acme", 8, JobStatus.SUCCEEDED)
-    assert await store.output_share(SPEC.name, "acme", 0) == 0.25 + 0.2 * (1.0 - 0.25)
+    assert await store.output_share(SPEC.name, "acme") == 0.25 + 0.2 * (1.0 - 0.25)
     await _finish(store, wq, "acme", 0, JobStatus.FAILED)  # failures say nothing of lengths
-    assert await store.output_share(SPEC.name, "acme", 0) == 0.4
-    assert await store.output_share(SPEC.name, "globex", 0) is None
-    assert await store.output_share("other-model", "acme", 0) is None
+    assert await store.output_share(SPEC.name, "acme") == 0.4
+    assert await store.output_share(SPEC.name, "globex") is None
+    assert await store.output_share("other-model", "acme") is None
 
 
 async def test_shares_are_cached_for_a_few_seconds(
@@ -49,10 +49,10 @@ async def test_shares_are_cached_for_a_few_seconds(
 ) -> None:
     store = JobStore(redis_client, queue_settings.model_copy(update={"output_share_cache_s": 60}))
     wq = WorkQueue(redis_client, SPEC, "w1", queue_settings)
-    assert await store.output_share(SPEC.name, "acme", 0) is None
+    assert await store.output_share(SPEC.name, "acme") is None
     await _finish(store, wq, "acme", 4, JobStatus.SUCCEEDED)
-    assert await store.output_share(SPEC.name, "acme", 0) is None  # cached miss
-    assert await JobStore(redis_client, queue_settings).output_share(SPEC.name, "acme", 0) == 0.5
+    assert await store.output_share(SPEC.name, "acme") is None  # cached miss
+    assert await JobStore(redis_client, queue_settings).output_share(SPEC.name, "acme") == 0.5
 
 
 def test_a_short_history_lowers_the_estimate_and_the_band(catalogue: Catalogue) -> None:

@@ -146,7 +146,7 @@ async def test_job_whose_workers_keep_dying_is_dead_lettered(
     final = await store.get(record.id, "local")
     assert final.status == JobStatus.FAILED and final.attempts == 3
     assert final.error is not None and "dead-lettered: delivered 2 times" in final.error
-    [(_, dead)] = await redis_client.xrange(keys.DEAD)
+    [(_, dead)] = await redis_client.xrange(keys.dead(keys.partition_of(record.id)))
     assert dead["job"] == record.id and dead["reason"] == final.error
     counters = await store.unit_counters(SPEC)
     assert counters["inflight"] == 0 and counters["queued"] == 0

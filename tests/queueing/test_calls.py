@@ -1,0 +1,60 @@
+"""Every Lua call declares all its keys, by name, and they share one slot."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from redis.crc import key_slot
+
+from queueing.calls import CALLS, Call, prelude
+from queueing.catalogue import ModelSpec
+from queueing.connection import Client
+from queueing.jobstore import JobStore
+from queueing.schemas import JobResult, JobStatus
+from queueing.settings import QueueSettings
+from queueing.workqueue import WorkQueue
+from tests.queueing.records import record
+
+SPEC = ModelSpec(name="m", path=Path("."), context_length=100, prompt_weight=1, output_weight=1)
+
+
+def test_the_prelude_names_every_key_and_argument_of_every_call() -> None:
+    text = prelude()
+    for cls in CALLS:
+        assert f"  {cls.function} = {{" in text
+    assert 'local GROUP = "workers"' in text and 'local S_RUNNING = "running"' in text
+
+
+async def test_every_call_of_a_job_lifecycle_stays_in_one_slot(
+    redis_client: Client, queue_settings: QueueSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[Call] = []
+    original = Call.fcall
+
+    def recording(self: Call) -> list[str | int]:
+        sent.append(self)
+        return original(self)
+
+    monkeypatch.setattr(Call, "fcall", recording)
+    store = JobStore(redis_client, queue_settings)
+    jobs = [record() for _ in range(6)]
+    for job in jobs:
+        await store.enqueue(job, idempotency_key=None)
+    a = WorkQueue(redis_client, SPEC, "a", queue_settings)
+    b = WorkQueue(redis_client, SPEC, "b", queue_settings)
+    held = await a.claim(10.0, 4, idle=True)
+    assert len(held) == 4
+    await a.emit(held[0], [("tokens", '{"text":"x"}')])
+    await a.renew(held)
+    await a.release(held[1], "test", graceful=True)
+    await store.cancel(held[2].id, "local")
+    await asyncio.sleep(queue_settings.lease_ms / 1000 + 0.1)
+    assert await b.reclaim(10)  # held[2] and held[3] lapsed
+    await a.complete(held[0], JobStatus.SUCCEEDED, result=JobResult(text="x"))
+    functions = {call.function for call in sent}
+    assert functions == {cls.function for cls in CALLS}
+    for call in sent:
+        slots = {key_slot(key.encode()) for key in call.declared_keys()}
+        assert len(slots) == 1, f"{call.function} spans slots {slots}"
