@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from queueing.calls import Call, library
@@ -48,6 +49,14 @@ class QueueCluster(RedisCluster):  # type: ignore[misc]  # redis is untyped here
     sends keeps all its keys in one slot, so the first key's slot is the call's slot. This
     overrides a private method of redis-py 5.3 (pinned; tests/queueing/test_connection.py).
     """
+
+    def get_default_node(self) -> Any:
+        """The default node; while a failed node's topology is being refreshed, redis-py 5.3
+        has none and a concurrent pipeline would dereference ``None``: say so instead."""
+        node = self.nodes_manager.default_node
+        if node is None:
+            raise RedisConnectionError("the cluster's topology is being refreshed")
+        return node
 
     async def _determine_slot(self, command: str, *args: Any) -> int:
         if str(command).upper() in ("FCALL", "FCALL_RO") and len(args) > 2 and int(args[1]) > 0:

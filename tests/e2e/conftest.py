@@ -31,6 +31,12 @@ def vllm_engine(spec: ModelSpec) -> Iterator[VllmEngine]:
     engine.shutdown()
 
 
+@pytest.fixture
+def queue_url(valkey: EmbeddedValkey) -> str:
+    """End-to-end tests run on the single server; tests/e2e/test_cluster.py on the cluster."""
+    return valkey.url
+
+
 @dataclass
 class Stack:
     """What a test talks to."""
@@ -44,17 +50,17 @@ class Stack:
 
 @pytest.fixture
 async def stack(
-    valkey: EmbeddedValkey,
+    queue_url: str,
     redis_client: aioredis.Redis,
     vllm_engine: VllmEngine,
     spec: ModelSpec,
 ) -> AsyncIterator[Stack]:
     """Worker and API over the session's server and engine."""
     settings = Settings(queue=QueueSettings(partitions=PARTITIONS, lease_ms=10_000))
-    app = create_app(settings, valkey.url)
+    app = create_app(settings, queue_url)
     async with (
         running_worker(
-            valkey.url, vllm_engine, settings.queue, WorkerSettings(), spec=spec
+            queue_url, vllm_engine, settings.queue, WorkerSettings(), spec=spec
         ) as worker,
         serve(app) as url,
     ):
