@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
 
 from queueing.catalogue import Catalogue
 from queueing.jobstore import JobStore
@@ -12,6 +18,7 @@ class Metrics:
     """Counters the routes update, and unit gauges read from Redis at scrape time."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        disable_created_metrics()  # no ``_created`` series beside every counter (process-wide)
         self.registry = registry
         self.submitted = Counter(
             "inferq_jobs_submitted",

@@ -66,6 +66,7 @@ async def test_metrics(client: httpx.AsyncClient, worker: WorkQueue, spec: Model
     assert f'inferq_jobs_submitted_total{{job_class="standard",model="{name}"}} 2.0' in lines
     assert f'inferq_jobs_submitted_total{{job_class="batch",model="{name}"}} 1.0' in lines
     assert 'inferq_api_rejections_total{code="model_not_found"} 1.0' in lines
+    assert not [line for line in lines if "_created" in line], "no duplicate _created series"
     assert sample(lines, f'inferq_queued_units{{model="{name}"}}') > 0.5
     assert sample(lines, f'inferq_inflight_units{{model="{name}"}}') == 0
 
