@@ -18,7 +18,8 @@ class Metrics:
     """Counters the routes update, and unit gauges read from Redis at scrape time."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        disable_created_metrics()  # no ``_created`` series beside every counter (process-wide)
+        # No ``_created`` series beside every counter (a process-wide switch).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry
         self.submitted = Counter(
             "inferq_jobs_submitted",

@@ -66,7 +66,8 @@ class WorkerMetrics:
         load: Callable[[], Load],
         unit_budget: float,
     ) -> None:
-        disable_created_metrics()  # no ``_created`` series beside every counter (process-wide)
+        # No ``_created`` series beside every counter (a process-wide switch).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.model = model
         self.registry = CollectorRegistry()
         self.registry.register(_Live(model, progress, load, unit_budget))
