@@ -42,6 +42,8 @@ async def test_submit_poll_and_complete(client: httpx.AsyncClient, worker: WorkQ
     assert done["status"] == "succeeded" and done["result"] == {
         "text": "Hi",
         "finish_reason": "stop",
+        "tool_calls": None,
+        "logprobs": None,
     }
     assert done["usage"]["completion_tokens"] == 1 and done["finished_at"] >= done["created_at"]
 

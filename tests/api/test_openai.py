@@ -16,7 +16,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from redis.asyncio.client import PubSub
 
 from api.app import create_app
-from api.openai_stream import Diverged, StreamText
+from oaiproto.stream import Diverged, StreamText
 from queueing import keys
 from queueing.catalogue import ModelSpec
 from queueing.jobstore import JobStore

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from prometheus_client import Gauge
 from redis.exceptions import RedisError
 
-from api.errors import error_body
-from api.openai_format import DONE, Head, Kind, chunk, failure, sse, usage_chunk, usage_of
-from api.openai_jobs import JobWatch
+from oaiproto.errors import error_body
+from oaiproto.format import DONE, Head, Kind, chunk, failure, sse, usage_chunk, usage_of
 from queueing.events import EventType, JobEvent
-from queueing.schemas import JobResult, JobStatus
+from queueing.schemas import JobRecord, JobResult, JobStatus
 
 
 class Diverged(Exception):
@@ -57,20 +54,29 @@ class StreamText:
 
 
 class Progress:
-    """What a client has been sent of its job: text, the last status, the finish reason."""
+    """What a client has been sent of its job: text, the last status, the finish reason.
 
-    def __init__(self) -> None:
+    ``buffered``: token events are skipped and the result comes whole (with its tool calls
+    and log probabilities) in :attr:`result`.
+    """
+
+    def __init__(self, *, buffered: bool = False) -> None:
         self.text = StreamText()
         self.status = ""
         self.finish_reason = "stop"
+        self.buffered = buffered
+        self.result: JobResult | None = None
 
     def new_text(self, event: JobEvent) -> str:
         """What ``event`` adds to the client's output (often nothing); raises :class:`Diverged`."""
-        if event.type == EventType.TOKENS:
+        if event.type == EventType.TOKENS and not self.buffered:
             return self.text.add(json.loads(event.data)["text"])
         if event.type == EventType.RESULT:
             result = JobResult.model_validate_json(event.data)
             self.finish_reason = result.finish_reason or "stop"
+            if self.buffered:
+                self.result = result
+                return result.text
             return self.text.finish(result.text)
         if event.type == EventType.STATUS:
             self.status = json.loads(event.data)["status"]
@@ -80,34 +86,38 @@ class Progress:
 
 
 async def openai_chunks(
-    watch: JobWatch, head: Head, *, include_usage: bool, clients: Gauge
+    events: AsyncIterator[JobEvent],
+    latest: Callable[[], Awaitable[JobRecord]],
+    head: Head,
+    *,
+    include_usage: bool,
+    buffered: bool = False,
 ) -> AsyncIterator[bytes]:
-    """The job's output as OpenAI stream chunks; a client that leaves early cancels the job."""
-    clients.inc()
+    """A job's events as OpenAI stream chunks, ending with ``[DONE]``.
+
+    ``latest`` reads the finished job (usage, error); ``buffered`` as in :class:`Progress`.
+    """
+    if head.kind is Kind.CHAT:
+        yield sse(chunk(head, role=True, usage_field=include_usage))
+    progress = Progress(buffered=buffered)
     try:
-        if head.kind is Kind.CHAT:
-            yield sse(chunk(head, role=True, usage_field=include_usage))
-        progress = Progress()
-        try:
-            async with contextlib.aclosing(watch.events()) as events:
-                async for event in events:
-                    if piece := progress.new_text(event):
-                        yield sse(chunk(head, text=piece, usage_field=include_usage))
-        except Diverged:
-            message = "the job was restarted after a worker failure and its output changed; retry"
-            yield sse(error_body(message, "server_error", "job_restarted", None))
-        except RedisError:
-            message = "the queue server is unavailable; retry later"
-            yield sse(error_body(message, "server_error", "queue_unavailable", None))
+        async for event in events:
+            piece = progress.new_text(event)
+            if piece or (progress.result is not None and event.type == EventType.RESULT):
+                whole = progress.result if event.type == EventType.RESULT else None
+                yield sse(chunk(head, text=piece, usage_field=include_usage, result=whole))
+    except Diverged:
+        message = "the job was restarted after a worker failure and its output changed; retry"
+        yield sse(error_body(message, "server_error", "job_restarted", None))
+    except RedisError:
+        message = "the queue server is unavailable; retry later"
+        yield sse(error_body(message, "server_error", "queue_unavailable", None))
+    else:
+        if progress.status == JobStatus.SUCCEEDED:
+            final = chunk(head, finish_reason=progress.finish_reason, usage_field=include_usage)
+            yield sse(final)
+            if include_usage:
+                yield sse(usage_chunk(head, usage_of(await latest())))
         else:
-            if progress.status == JobStatus.SUCCEEDED:
-                final = chunk(head, finish_reason=progress.finish_reason, usage_field=include_usage)
-                yield sse(final)
-                if include_usage:
-                    yield sse(usage_chunk(head, usage_of(await watch.latest())))
-            else:
-                yield sse(failure(await watch.latest())[1])
-        yield DONE
-    finally:
-        clients.dec()
-        await watch.abandon()
+            yield sse(failure(await latest())[1])
+    yield DONE
