@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from oaiproto.fields import CHAT_REFUSED, COMPLETION_REFUSED, check_extra
 from oaiproto.tools import FunctionName, ToolChoice, ToolDef, tools_schema
 from queueing.errors import InvalidRequest
-from queueing.schemas import ChatMessage, SamplingParams, ToolParsing
+from queueing.schemas import ChatMessage, SamplingParams, ToolParsing, token_id_keys
 
 MAX_STOP = 4
 
@@ -72,6 +72,11 @@ class _Common(BaseModel):
         if isinstance(value, list) and len(value) > MAX_STOP:
             raise ValueError(f"at most {MAX_STOP} stop sequences")
         return value
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_ids(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        return None if value is None else token_id_keys(value)
 
     @field_validator("n")
     @classmethod

@@ -93,6 +93,14 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
+def token_id_keys(bias: dict[str, float]) -> dict[str, float]:
+    """``bias`` if every key is a token id (``logit_bias``), else ValueError."""
+    for key in bias:
+        if not key.isdigit():
+            raise ValueError(f"keys are token ids, and {key!r} is not one")
+    return bias
+
+
 class ToolParsing(BaseModel):
     """How the worker turns the model's output into tool calls.
 
@@ -135,10 +143,7 @@ class SamplingParams(BaseModel):
     @field_validator("logit_bias")
     @classmethod
     def _token_ids(cls, value: dict[str, float]) -> dict[str, float]:
-        for key in value:
-            if not key.isdigit():
-                raise ValueError(f"keys are token ids, and {key!r} is not one")
-        return value
+        return token_id_keys(value)
 
     @model_validator(mode="after")
     def _one_constraint(self) -> SamplingParams:
@@ -218,6 +223,8 @@ class JobPublic(BaseModel):
     usage: Usage | None = None
     error: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    # Why a queued job is not running yet, e.g. "waiting for a worker" (not stored).
+    status_detail: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class JobRecord(JobPublic):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
-from queueing.schemas import JobRecord, JobResult, JobStatus, Usage
+from queueing.schemas import JobRecord, JobResult, JobStatus, TokenLogprob, Usage
 from queueing.settings import WorkerSettings
 from queueing.workqueue import ClaimedJob, EmitOutcome, WorkQueue
 from workers.coalesce import TokenCoalescer
@@ -48,6 +48,7 @@ class JobRun:
 @dataclass
 class _Output:
     parts: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None
     last: EngineDelta | None = None
     reported: int = 0  # completion tokens as the engine counts them
     counted: int = 0  # our own count, for engines that report none
@@ -63,6 +64,8 @@ class _Output:
         self.counted += new
         if delta.text:
             self.parts.append(delta.text)
+        if delta.logprobs is not None:
+            self.logprobs = [*(self.logprobs or []), *delta.logprobs]
         return new
 
 
@@ -174,7 +177,12 @@ class JobRunner:
             why = SHUTDOWN_REASON if run.shutdown else "the engine aborted the request"
             await self._release(run, why, graceful=run.shutdown)
         else:
-            result = JobResult(text="".join(out.parts), finish_reason=reason)
+            result = JobResult(
+                text="".join(out.parts),
+                finish_reason=reason,
+                tool_calls=last.tool_calls if last else None,
+                logprobs=out.logprobs,
+            )
             await self._complete(run, JobStatus.SUCCEEDED, result=result, usage=usage)
 
     async def _complete(
