@@ -108,8 +108,8 @@ async def test_completion_logprobs_streamed_and_not(stack: Stack) -> None:
 async def test_json_object_parses(stack: Stack) -> None:
     reply = await stack.openai.chat.completions.create(
         model=MODEL,
-        messages=user('Reply with a JSON object like {"capital": "..."} for France.'),
-        max_tokens=100, temperature=0, response_format={"type": "json_object"},
+        messages=user("Give me a JSON object with a name and an age."),
+        max_tokens=40, temperature=0, response_format={"type": "json_object"},
     )  # fmt: skip
     content = reply.choices[0].message.content or ""
     assert reply.choices[0].finish_reason == "stop", content
