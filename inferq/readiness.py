@@ -24,7 +24,9 @@ def announce_when_ready(
     """Say every ``every_s`` what inferq still waits for; once ``/readyz`` answers 200, print
     one line with the URL and return True (False if ``stop`` is set first)."""
     start = time.monotonic()
-    console.print(f"inferq is starting at {base}: the engine takes a minute or two to load")
+    console.print(
+        f"inferq is starting at {base}: the engine takes a minute or so to load", soft_wrap=True
+    )
     next_note = start + every_s
     while not stop.wait(0.5):
         ready, body = _readyz(base)
@@ -32,12 +34,15 @@ def announce_when_ready(
         if ready:
             console.print(
                 f"[bold green]inferq is serving at {base}[/] after {elapsed:.0f} s "
-                f"(OpenAI base URL {base}/v1, API docs {base}/docs)"
+                f"(OpenAI base URL {base}/v1, API docs {base}/docs)",
+                soft_wrap=True,
             )
             return True
         if time.monotonic() >= next_note:
             next_note += every_s
             waiting = [m for m, state in body.get("models", {}).items() if state != "serving"]
             what = f"a worker for {', '.join(waiting)}" if waiting else "the API"
-            console.print(f"inferq is starting ({elapsed:.0f} s): waiting for {what}")
+            console.print(
+                f"inferq is starting ({elapsed:.0f} s): waiting for {what}", soft_wrap=True
+            )
     return False

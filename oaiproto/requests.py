@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from oaiproto.fields import CHAT_REFUSED, COMPLETION_REFUSED, check_extra
-from oaiproto.tools import FunctionName, ToolChoice, ToolDef, tools_schema
+from oaiproto.tools import FunctionName, ToolChoice, ToolDef, check_schema, tools_schema
 from queueing.errors import InvalidRequest
 from queueing.schemas import ChatMessage, SamplingParams, ToolParsing, token_id_keys
 
@@ -144,6 +144,10 @@ class ChatCompletionRequest(_Common):
             raise InvalidRequest(
                 f"tool_choice: no tool named {named!r} in tools", param="tool_choice"
             )
+        if rf is not None and rf.json_schema is not None:
+            check_schema(rf.json_schema.schema_, "response_format")
+        for tool in self.tools or []:
+            check_schema(tool.function.parameters or {}, "tools")
         if self.tool_parsing is not None and rf is not None and rf.type != "text":
             raise InvalidRequest(
                 "response_format: cannot be combined with tool calls", param="response_format"

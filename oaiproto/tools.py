@@ -12,8 +12,11 @@ import json
 import uuid
 from typing import Annotated, Any, Literal
 
+from jsonschema import SchemaError
+from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field
 
+from queueing.errors import InvalidRequest
 from queueing.schemas import FunctionCall, ToolCall, ToolParsing
 
 _EMPTY_OBJECT: dict[str, Any] = {"type": "object", "properties": {}}
@@ -53,6 +56,16 @@ class FunctionName(BaseModel):
 
 
 ToolChoice = Literal["none", "auto", "required"] | FunctionName
+
+
+def check_schema(schema: dict[str, Any], param: str) -> None:
+    """Refuse (400, naming ``param``) a JSON schema that is not one, before the engine sees it."""
+    try:
+        validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        raise InvalidRequest(
+            f"{param}: not a valid JSON schema: {exc.message}", param=param
+        ) from None
 
 
 def _parameters(tool: ToolDef) -> dict[str, Any]:

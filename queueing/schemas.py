@@ -52,6 +52,10 @@ class ToolCall(BaseModel):
     function: FunctionCall
 
 
+# Fields of an OpenAI reply's message that mean nothing when they are null.
+_EMPTY_OK = frozenset({"refusal", "annotations", "audio", "function_call"})
+
+
 class ChatMessage(BaseModel):
     """One chat turn: text (or text parts), from any OpenAI role, with tool calls or results."""
 
@@ -62,6 +66,14 @@ class ChatMessage(BaseModel):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_response_fields(cls, data: Any) -> Any:
+        """A reply's message sent back as history may carry these, empty; drop them then."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (k in _EMPTY_OK and v is None)}
+        return data
 
     @field_validator("content", mode="before")
     @classmethod

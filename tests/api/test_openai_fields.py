@@ -48,6 +48,25 @@ async def test_a_refused_field_is_a_400_naming_it(
             "no tool named 'x'",
         ),
         ({"response_format": {"type": "json_schema"}}, "response_format", "needs its json_schema"),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {"type": 5}},
+                }
+            },
+            "response_format",
+            "not a valid JSON schema",
+        ),
+        (
+            {
+                "tools": [
+                    {"type": "function", "function": {"name": "f", "parameters": {"required": 1}}}
+                ]
+            },
+            "tools",
+            "not a valid JSON schema",
+        ),
         ({"logit_bias": {"99999999": 1}}, "logit_bias", "not in this model's vocabulary"),
         ({"logit_bias": {"cat": 1}}, "logit_bias", "'cat' is not one"),
         (

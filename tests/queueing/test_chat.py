@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from openai.types.chat import ChatCompletionMessage
+
 from queueing.catalogue import ModelSpec
 from queueing.chat import template_messages
 from queueing.schemas import ChatMessage
@@ -67,3 +69,11 @@ def test_the_model_template_renders_a_tool_turn(spec: ModelSpec) -> None:
     )
     assert "<tools>" in prompt and "<tool_call>" in prompt and "<tool_response>" in prompt
     assert prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_a_reply_message_sent_back_whole_is_history() -> None:
+    reply = ChatCompletionMessage.model_validate(
+        {"role": "assistant", "tool_calls": [CALL | {"type": "function"}]}
+    )
+    [message] = messages(reply.model_dump())
+    assert message.tool_calls is not None and message.tool_calls[0].id == "call_1"
