@@ -64,10 +64,10 @@ def _tool_calls(result: JobResult, *, indexed: bool) -> list[dict[str, Any]]:
     return [{"index": i, **call} for i, call in enumerate(calls)] if indexed else calls
 
 
-def _logprobs(head: Head, result: JobResult) -> dict[str, Any] | None:
+def _logprobs(head: Head, result: JobResult, offset: int = 0) -> dict[str, Any] | None:
     if head.kind is Kind.CHAT:
         return chat_logprobs(result.logprobs)
-    return completion_logprobs(result.logprobs)
+    return completion_logprobs(result.logprobs, offset)
 
 
 def completion(head: Head, record: JobRecord) -> dict[str, Any]:
@@ -96,10 +96,12 @@ def chunk(
     finish_reason: str | None = None,
     usage_field: bool = False,
     result: JobResult | None = None,
+    offset: int = 0,
 ) -> dict[str, Any]:
     """One streamed chunk; ``usage_field`` adds ``"usage": null`` as OpenAI does then.
 
-    ``result``: the whole answer in this one chunk, with its tool calls and log probabilities.
+    ``result``: this chunk's tool calls and log probabilities; ``offset``: where its text
+    starts in the whole output (a completion's ``text_offset``).
     """
     choice: dict[str, Any] = {"index": 0}
     if head.kind is Kind.CHAT:
@@ -113,7 +115,7 @@ def chunk(
     else:
         obj = "text_completion"
         choice["text"] = text
-    logprobs = _logprobs(head, result) if result is not None else None
+    logprobs = _logprobs(head, result, offset) if result is not None else None
     choice |= {"logprobs": logprobs, "finish_reason": finish_reason}
     extra = {"usage": None} if usage_field else {}
     return head.body(obj, [choice], **extra)

@@ -85,6 +85,12 @@ class _Common(BaseModel):
             raise ValueError("inferq returns one choice per request: n must be 1 (its limit)")
         return value
 
+    def _check_stream_options(self) -> None:
+        if self.stream_options is not None and not self.stream:
+            raise InvalidRequest(
+                "stream_options: only allowed when stream is true", param="stream_options"
+            )
+
     def _sampling(self, default_max_tokens: int, **more: Any) -> SamplingParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return SamplingParams(
@@ -129,6 +135,7 @@ class ChatCompletionRequest(_Common):
     def check_fields(self) -> None:
         """Refuse what cannot be served, naming the field (400)."""
         check_extra(self.model_extra, CHAT_REFUSED)
+        self._check_stream_options()
         if self.top_logprobs and not self.logprobs:
             raise InvalidRequest("top_logprobs: needs logprobs set to true", param="top_logprobs")
         rf = self.response_format
@@ -190,8 +197,8 @@ class ChatCompletionRequest(_Common):
 
     @property
     def buffered(self) -> bool:
-        """Whether a stream carries the answer in one piece at its end (logprobs, tool calls)."""
-        return bool(self.logprobs) or self.tool_parsing is not None
+        """Whether a stream carries the answer in one piece at its end (tool calls)."""
+        return self.tool_parsing is not None
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -213,6 +220,7 @@ class CompletionRequest(_Common):
     def check_fields(self) -> None:
         """Refuse what cannot be served, naming the field (400)."""
         check_extra(self.model_extra, COMPLETION_REFUSED)
+        self._check_stream_options()
 
     def sampling(self, default_max_tokens: int) -> SamplingParams:
         """The engine's sampling parameters for this request."""
@@ -220,5 +228,5 @@ class CompletionRequest(_Common):
 
     @property
     def buffered(self) -> bool:
-        """Whether a stream carries the answer in one piece at its end (logprobs)."""
-        return self.logprobs is not None
+        """Whether a stream carries the answer in one piece at its end (never)."""
+        return False

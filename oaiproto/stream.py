@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
 from oaiproto.errors import error_body
 from oaiproto.format import DONE, Head, Kind, chunk, failure, sse, usage_chunk, usage_of
 from queueing.events import EventType, JobEvent
-from queueing.schemas import JobRecord, JobResult, JobStatus
+from queueing.schemas import JobRecord, JobResult, JobStatus, TokenLogprob
 
 
 class Diverged(Exception):
@@ -53,36 +54,76 @@ class StreamText:
         return self.add(text[len(self.sent) :])
 
 
+class LogprobCursor:
+    """The log probabilities sent so far; a restarted job replays them, only new ones go out.
+
+    :class:`StreamText` has checked that the replayed text is the same, so its tokens are too.
+    """
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self._seen = 0
+
+    def restart(self) -> None:
+        """A new attempt began: its tokens count again from the first."""
+        self._seen = 0
+
+    def add(self, entries: list[TokenLogprob]) -> list[TokenLogprob]:
+        """The entries of ``entries`` the client has not had yet."""
+        new = entries[max(0, self.sent - self._seen) :]
+        self._seen += len(entries)
+        self.sent += len(new)
+        return new
+
+
+@dataclass
+class Piece:
+    """What one event adds to the client's output."""
+
+    text: str = ""
+    logprobs: list[TokenLogprob] | None = None
+    result: JobResult | None = None  # buffered: the whole answer
+
+    def __bool__(self) -> bool:
+        return bool(self.text or self.logprobs or self.result)
+
+
 class Progress:
-    """What a client has been sent of its job: text, the last status, the finish reason.
+    """What a client has been sent of its job: text and log probabilities, the last status,
+    the finish reason.
 
     ``buffered``: token events are skipped and the result comes whole (with its tool calls
-    and log probabilities) in :attr:`result`.
+    and log probabilities) in one piece.
     """
 
     def __init__(self, *, buffered: bool = False) -> None:
         self.text = StreamText()
+        self.logprobs = LogprobCursor()
         self.status = ""
         self.finish_reason = "stop"
         self.buffered = buffered
-        self.result: JobResult | None = None
 
-    def new_text(self, event: JobEvent) -> str:
+    def piece(self, event: JobEvent) -> Piece:
         """What ``event`` adds to the client's output (often nothing); raises :class:`Diverged`."""
         if event.type == EventType.TOKENS and not self.buffered:
-            return self.text.add(json.loads(event.data)["text"])
+            data = json.loads(event.data)
+            entries = [TokenLogprob.model_validate(e) for e in data.get("logprobs", ())]
+            return Piece(self.text.add(data["text"]), self.logprobs.add(entries) or None)
         if event.type == EventType.RESULT:
             result = JobResult.model_validate_json(event.data)
             self.finish_reason = result.finish_reason or "stop"
             if self.buffered:
-                self.result = result
-                return result.text
-            return self.text.finish(result.text)
+                return Piece(result.text, result=result)
+            text = self.text.finish(result.text)
+            rest = result.logprobs[self.logprobs.sent :] if result.logprobs else None
+            self.logprobs.sent += len(rest or ())
+            return Piece(text, rest or None)
         if event.type == EventType.STATUS:
             self.status = json.loads(event.data)["status"]
             if self.status == JobStatus.RUNNING:
                 self.text.restart()
-        return ""
+                self.logprobs.restart()
+        return Piece()
 
 
 async def openai_chunks(
@@ -100,12 +141,21 @@ async def openai_chunks(
     if head.kind is Kind.CHAT:
         yield sse(chunk(head, role=True, usage_field=include_usage))
     progress = Progress(buffered=buffered)
+    offset = 0
     try:
         async for event in events:
-            piece = progress.new_text(event)
-            if piece or (progress.result is not None and event.type == EventType.RESULT):
-                whole = progress.result if event.type == EventType.RESULT else None
-                yield sse(chunk(head, text=piece, usage_field=include_usage, result=whole))
+            if piece := progress.piece(event):
+                result = piece.result or JobResult(text=piece.text, logprobs=piece.logprobs)
+                yield sse(
+                    chunk(
+                        head,
+                        text=piece.text,
+                        usage_field=include_usage,
+                        result=result,
+                        offset=offset,
+                    )
+                )
+                offset += len(piece.text)
     except Diverged:
         message = "the job was restarted after a worker failure and its output changed; retry"
         yield sse(error_body(message, "server_error", "job_restarted", None))

@@ -161,6 +161,9 @@ class SamplingParams(BaseModel):
     def _one_constraint(self) -> SamplingParams:
         if self.json_object and self.json_schema is not None:
             raise ValueError("give json_object or json_schema, not both")
+        parsing = self.tool_parsing
+        if parsing is not None and parsing.mode != "auto" and self.json_schema is None:
+            raise ValueError("tool_parsing required or named needs the calls' json_schema")
         return self
 
 

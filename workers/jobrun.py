@@ -133,7 +133,7 @@ class JobRunner:
             deltas=record.stream_tokens,
         )
         coalescer = TokenCoalescer(
-            lambda text: self._send(run, text),
+            lambda text, logprobs: self._send(run, text, logprobs),
             flush_ms=self.settings.flush_ms,
             flush_tokens=self.settings.flush_tokens,
         )
@@ -142,17 +142,20 @@ class JobRunner:
                 tokens = out.add(delta)
                 if tokens:
                     self.progress.note(tokens)
-                if delta.text and not (run.lost or run.cancelled):
-                    await coalescer.add(delta.text, max(tokens, 1))
+                if (delta.text or delta.logprobs) and not (run.lost or run.cancelled):
+                    await coalescer.add(delta.text, max(tokens, 1), delta.logprobs)
             if not (run.lost or run.cancelled):
                 await coalescer.flush()
         finally:
             await coalescer.aclose()
 
-    async def _send(self, run: JobRun, text: str) -> None:
+    async def _send(self, run: JobRun, text: str, logprobs: list[TokenLogprob]) -> None:
         if run.lost or run.cancelled:
             return
-        data = json.dumps({"text": text}, ensure_ascii=False)
+        event: dict[str, object] = {"text": text}
+        if logprobs:
+            event["logprobs"] = [entry.model_dump() for entry in logprobs]
+        data = json.dumps(event, ensure_ascii=False)
         outcome = await self.queue.emit(run.job, [("tokens", data)])
         if outcome == EmitOutcome.LOST:
             log.info("job %s: emit refused, another worker owns it; aborting", run.job.id)

@@ -41,6 +41,7 @@ async def test_a_refused_field_is_a_400_naming_it(
         ({"n": 2}, "n", "n must be 1"),
         ({"top_p_typo": 1}, "top_p_typo", "unknown parameter"),
         ({"top_logprobs": 2}, "top_logprobs", "needs logprobs"),
+        ({"stream_options": {"include_usage": True}}, "stream_options", "only allowed when"),
         ({"tool_choice": "required"}, "tool_choice", "needs tools"),
         (
             {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "x"}}},

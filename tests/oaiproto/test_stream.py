@@ -59,3 +59,35 @@ async def test_a_buffered_completion_stream_has_logprob_columns() -> None:
     assert choice["text"] == "Paris"
     assert choice["logprobs"]["tokens"] == ["Pa", "ris"]
     assert choice["logprobs"]["text_offset"] == [0, 2]
+
+
+async def replayed(entries: list[TokenLogprob]) -> AsyncIterator[JobEvent]:
+    def tokens(entry: TokenLogprob) -> str:
+        return json.dumps({"text": entry.token, "logprobs": [entry.model_dump()]})
+
+    running = json.dumps({"status": JobStatus.RUNNING.value})
+    yield JobEvent("1-0", "status", running)
+    yield JobEvent("2-0", "tokens", tokens(entries[0]))
+    yield JobEvent("3-0", "status", running)  # a second attempt replays the first token
+    for i, entry in enumerate(entries):
+        yield JobEvent(f"{4 + i}-0", "tokens", tokens(entry))
+    result = JobResult(text="".join(e.token for e in entries), logprobs=entries)
+    yield JobEvent("8-0", "result", result.model_dump_json())
+    yield JobEvent("9-0", "status", json.dumps({"status": JobStatus.SUCCEEDED.value}))
+
+
+async def test_streamed_logprobs_follow_their_tokens_once_across_a_restart() -> None:
+    entries = [TokenLogprob(token=t, logprob=-1.0) for t in ["Pa", "ris"]]
+    job = record()
+
+    async def latest() -> JobRecord:
+        return job
+
+    out = []
+    head = Head.of(Kind.TEXT, job)
+    async for raw in openai_chunks(replayed(entries), latest, head, include_usage=False):
+        if raw.startswith(b"data: {"):
+            out.append(json.loads(raw.removeprefix(b"data: "))["choices"][0])
+    assert [c["text"] for c in out] == ["Pa", "ris", ""]
+    assert [c["logprobs"] and c["logprobs"]["tokens"] for c in out] == [["Pa"], ["ris"], None]
+    assert out[1]["logprobs"]["text_offset"] == [2]
