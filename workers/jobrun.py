@@ -65,7 +65,8 @@ class _Output:
         if delta.text:
             self.parts.append(delta.text)
         if delta.logprobs is not None:
-            self.logprobs = [*(self.logprobs or []), *delta.logprobs]
+            self.logprobs = self.logprobs or []
+            self.logprobs.extend(delta.logprobs)
         return new
 
 
