@@ -6,7 +6,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import BodyTooLarge, count_rejection, error_body
+from api.errors import BodyTooLarge, count_rejection
+from oaiproto.errors import error_body
 
 
 class BodyLimit:

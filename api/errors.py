@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from oaiproto.errors import error_body
 from queueing.errors import InferqError, QueueFull, ServerError
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,6 @@ class BodyTooLarge(InferqError):
     status = 413
     code = "request_too_large"
     kind = "invalid_request_error"
-
-
-def error_body(message: str, kind: str, code: str | None, param: str | None) -> dict[str, Any]:
-    """The OpenAI error envelope."""
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def count_rejection(app: Any, code: str) -> None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
 
 from queueing.catalogue import Catalogue
 from queueing.figures import read_figures
@@ -13,6 +19,8 @@ class Metrics:
     """Counters the routes update, and unit gauges read from Redis at scrape time."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        # No ``_created`` series beside every counter (a process-wide switch).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry
         self.submitted = Counter(
             "inferq_jobs_submitted",

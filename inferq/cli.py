@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from api.server import run_api
+from inferq.readiness import announce_when_ready
 from inferq.redis_url import queue_server
 from inferq.status import NotRunning, show
 from inferq.supervisor import Supervisor
@@ -155,12 +156,15 @@ def up(workers: int = typer.Option(1, min=0, help="LLM workers to run")) -> None
                 env["INFERQ_WORKER__METRICS_PORT"] = str(settings.worker.metrics_port + i)
             supervisor.add(f"worker-{i}", ["worker"], env)
         base = f"http://{settings.api.host}:{settings.api.port}"
-        console.print(f"\ninferq is up: {base}  (queue server {url})")
-        console.print(
-            f"  curl -s {base}/v1/jobs -H 'content-type: application/json' "
-            '-d \'{"prompt": "What is the capital of France?"}\'\n'
+        stop = threading.Event()
+        announcer = threading.Thread(
+            target=announce_when_ready, args=(base, console, stop), daemon=True
         )
-        supervisor.run()
+        announcer.start()
+        try:
+            supervisor.run()
+        finally:
+            stop.set()
 
 
 @app.command()

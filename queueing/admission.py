@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from queueing import cost, keys
 from queueing.catalogue import Catalogue, ModelSpec
-from queueing.errors import ContextLengthExceeded
+from queueing.errors import ContextLengthExceeded, InvalidRequest
 from queueing.keys import JobClass
 from queueing.schemas import ChatMessage, JobRecord, JobStatus, SamplingParams
 from queueing.tokens import ModelTokenizer
@@ -43,16 +44,25 @@ class Admission:
         metadata: dict[str, str] | None = None,
         recent_output_share: float | None = None,
         stream_tokens: bool = True,
+        tools: list[dict[str, Any]] | None = None,
     ) -> JobRecord:
         """A queued job record for this request; raises on unknown model or context overflow.
 
         ``recent_output_share`` (see :func:`cost.expected_output_tokens`) tempers the cost;
-        ``stream_tokens`` False asks the worker for the whole text at the end only. The job's
-        id names ``partition`` (where :meth:`JobStore.place` put it).
+        ``stream_tokens`` False asks the worker for the whole text at the end only; ``tools``
+        (OpenAI function definitions) are rendered into a chat prompt. The job's id names
+        ``partition`` (where :meth:`JobStore.place` put it).
         """
         spec = self.spec(model)
         tokenizer = self.tokenizer(spec)
-        text = prompt if prompt is not None else tokenizer.render_chat(messages or [])
+        vocab = tokenizer.vocab_size()
+        if unknown := [key for key in params.logit_bias if int(key) >= vocab]:
+            raise InvalidRequest(
+                f"logit_bias: token ids {', '.join(unknown)} are not in this model's "
+                f"vocabulary of {vocab}",
+                param="logit_bias",
+            )
+        text = prompt if prompt is not None else tokenizer.render_chat(messages or [], tools)
         prompt_tokens = tokenizer.count(text)
         if prompt_tokens + params.max_tokens > spec.context_length:
             raise ContextLengthExceeded(

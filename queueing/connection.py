@@ -3,15 +3,18 @@ loaded on every primary, and the one place that runs inferq's function calls."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 import hiredis
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisClusterException, ResponseError
 
 from queueing.calls import Call, library
 from queueing.errors import ServerError, translated
@@ -21,6 +24,7 @@ CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 LUA_SOURCE = library()
 
 Client: TypeAlias = "aioredis.Redis | QueueCluster"
+_IN_TURN: ContextVar[bool] = ContextVar("inferq_in_turn", default=False)
 
 
 class HiredisConnection(aioredis.Connection):  # type: ignore[misc]  # redis is untyped here
@@ -43,12 +47,44 @@ class HiredisConnection(aioredis.Connection):  # type: ignore[misc]  # redis is 
 
 
 class QueueCluster(RedisCluster):  # type: ignore[misc]  # redis is untyped here
-    """redis-py's cluster client, routing FCALL by its first key without asking the server.
+    """redis-py's cluster client, routing FCALL by its first key without asking the server,
+    and waiting for a free connection rather than failing.
 
     redis-py asks ``COMMAND GETKEYS`` (two round trips) for every FCALL; every call inferq
     sends keeps all its keys in one slot, so the first key's slot is the call's slot. This
     overrides a private method of redis-py 5.3 (pinned; tests/queueing/test_connection.py).
+    Its nodes raise "Too many connections" past ``max_connections``, where the single-server
+    pool can block: at most ``max_connections`` commands and pipelines run at once here (each
+    holds at most one connection per node), the rest wait their turn.
     """
+
+    def __init__(self, *args: Any, max_connections: int = 64, **kwargs: Any) -> None:
+        super().__init__(*args, max_connections=max_connections, **kwargs)
+        self.gate = asyncio.Semaphore(max_connections)
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Hold one turn (a pipeline's redirected commands run within its turn)."""
+        if _IN_TURN.get():
+            yield
+            return
+        async with self.gate:
+            token = _IN_TURN.set(True)
+            try:
+                yield
+            finally:
+                _IN_TURN.reset(token)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """One command, once a turn is free."""
+        async with self.turn():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> GatedPipeline:
+        """A pipeline that takes one turn for its whole execution."""
+        if transaction or shard_hint:
+            raise RedisClusterException("a cluster pipeline has no transaction or shard hint")
+        return GatedPipeline(self)
 
     def get_default_node(self) -> Any:
         """The default node; while a failed node's topology is being refreshed, redis-py 5.3
@@ -64,6 +100,15 @@ class QueueCluster(RedisCluster):  # type: ignore[misc]  # redis is untyped here
             return slot
         slot = await super()._determine_slot(command, *args)
         return slot
+
+
+class GatedPipeline(ClusterPipeline):  # type: ignore[misc]  # redis is untyped here
+    """A cluster pipeline that runs within its client's turns."""
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        """Send the stacked commands, once a turn is free."""
+        async with self._client.turn():
+            return await super().execute(raise_on_error, allow_redirections)
 
 
 def is_cluster(url: str) -> bool:

@@ -6,7 +6,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from queueing.keys import JobClass
 
@@ -28,17 +28,108 @@ class JobStatus(StrEnum):
         return self in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
 
 
-class ChatMessage(BaseModel):
-    """One chat turn."""
+class TextPart(BaseModel):
+    """A text part of a message's content (the only kind served until images come)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    role: Literal["system", "user", "assistant"]
-    content: str
+    type: Literal["text"]
+    text: str
+
+
+class FunctionCall(BaseModel):
+    """A function the model called, with its arguments as a JSON text."""
+
+    name: str
+    arguments: str
+
+
+class ToolCall(BaseModel):
+    """One tool call, in OpenAI's shape."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+# Fields of an OpenAI reply's message that mean nothing when they are null.
+_EMPTY_OK = frozenset({"refusal", "annotations", "audio", "function_call"})
+
+
+class ChatMessage(BaseModel):
+    """One chat turn: text (or text parts), from any OpenAI role, with tool calls or results."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_response_fields(cls, data: Any) -> Any:
+        """A reply's message sent back as history may carry these, empty; drop them then."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (k in _EMPTY_OK and v is None)}
+        return data
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts_only(cls, value: Any) -> Any:
+        for part in value if isinstance(value, list) else ():
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind != "text":
+                raise ValueError(
+                    f"content parts of type {kind!r} are not supported: send text parts "
+                    "(images come with multimodal support)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _has_content(self) -> ChatMessage:
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError(f"a {self.role} message needs content")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs the tool_call_id it answers")
+        return self
+
+    @property
+    def text(self) -> str:
+        """The content as one string."""
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+def token_id_keys(bias: dict[str, float]) -> dict[str, float]:
+    """``bias`` if every key is a token id (``logit_bias``), else ValueError."""
+    for key in bias:
+        if not key.isdigit():
+            raise ValueError(f"keys are token ids, and {key!r} is not one")
+    return bias
+
+
+class ToolParsing(BaseModel):
+    """How the worker turns the model's output into tool calls.
+
+    ``auto``: parsed from free text by the model's tool parser; ``required`` and ``named``:
+    the output is constrained to JSON (a list of calls, or one function's arguments).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["auto", "required", "named"]
+    function: str | None = None
+    parallel: bool = True
+    parser: str = "hermes"
 
 
 class SamplingParams(BaseModel):
-    """Generation parameters, validated before anything is queued."""
+    """Generation parameters, validated before anything is queued (vLLM's meanings)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -48,6 +139,32 @@ class SamplingParams(BaseModel):
     stop: list[str] = Field(default_factory=list, max_length=8)
     seed: int | None = None
     ignore_eos: bool = False
+    presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
+    frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
+    repetition_penalty: Annotated[float, Field(gt=0.0, le=2.0)] = 1.0
+    # Token id (as text, the JSON object key) -> bias added to its logit.
+    logit_bias: dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]] = Field(
+        default_factory=dict, max_length=300
+    )
+    # Log probabilities of each output token and of this many top alternatives (0: none).
+    logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    json_object: bool = False
+    json_schema: dict[str, Any] | None = None
+    tool_parsing: ToolParsing | None = None
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_ids(cls, value: dict[str, float]) -> dict[str, float]:
+        return token_id_keys(value)
+
+    @model_validator(mode="after")
+    def _one_constraint(self) -> SamplingParams:
+        if self.json_object and self.json_schema is not None:
+            raise ValueError("give json_object or json_schema, not both")
+        parsing = self.tool_parsing
+        if parsing is not None and parsing.mode != "auto" and self.json_schema is None:
+            raise ValueError("tool_parsing required or named needs the calls' json_schema")
+        return self
 
 
 class JobCreate(BaseModel):
@@ -81,11 +198,27 @@ class Usage(BaseModel):
     total_tokens: int = 0
 
 
+class TopLogprob(BaseModel):
+    """A token and its log probability."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(TopLogprob):
+    """An output token's log probability, and the most likely alternatives at its place."""
+
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
 class JobResult(BaseModel):
-    """What the engine produced."""
+    """What the engine produced: text, and tool calls and log probabilities when asked."""
 
     text: str
     finish_reason: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    logprobs: list[TokenLogprob] | None = None
 
 
 class JobPublic(BaseModel):
@@ -105,6 +238,8 @@ class JobPublic(BaseModel):
     usage: Usage | None = None
     error: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    # Why a queued job is not running yet, e.g. "waiting for a worker" (not stored).
+    status_detail: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class JobRecord(JobPublic):

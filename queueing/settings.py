@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from queueing.keys import MAX_PARTITIONS
 
@@ -91,7 +92,8 @@ class Settings(BaseSettings):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
-    api_keys: dict[str, str] = Field(default_factory=dict)
+    # NoDecode: the environment's value reaches the validator as text, not JSON-decoded first.
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     models_dir: Path = Path.home() / ".cache" / "inferq" / "models"
     catalogue: Path | None = None
     default_model: str = "smollm2-135m-instruct"
@@ -100,7 +102,14 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_api_keys(cls, value: Any) -> Any:
         """Accept ``key:tenant,key2:tenant2`` as well as a JSON object."""
-        if isinstance(value, str) and not value.lstrip().startswith("{"):
-            pairs = (item.split(":", 1) for item in value.split(",") if item.strip())
-            return {key.strip(): tenant.strip() for key, tenant in pairs}
-        return value
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("{"):
+            return json.loads(value)
+        keys: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            key, sep, tenant = item.partition(":")
+            if not (sep and key.strip() and tenant.strip()):
+                raise ValueError(f"INFERQ_API_KEYS: {item!r} is not in the form key:tenant")
+            keys[key.strip()] = tenant.strip()
+        return keys

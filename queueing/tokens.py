@@ -10,6 +10,7 @@ from typing import Any
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
+from queueing.chat import template_messages
 from queueing.errors import InvalidRequest
 from queueing.schemas import ChatMessage
 
@@ -33,12 +34,18 @@ class ModelTokenizer:
             )
         return Tokenizer.from_file(str(path))
 
+    def vocab_size(self) -> int:
+        """How many token ids the model has (added tokens included)."""
+        return int(self._tokenizer.get_vocab_size(with_added_tokens=True))
+
     def count(self, text: str) -> int:
         """Tokens in ``text`` as the engine will see them (no special tokens added)."""
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
-    def render_chat(self, messages: list[ChatMessage]) -> str:
-        """The prompt the model's chat template makes of ``messages``."""
+    def render_chat(
+        self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None = None
+    ) -> str:
+        """The prompt the model's chat template makes of ``messages`` (and ``tools``)."""
         template = self._config.get("chat_template")
         jinja_file = self.model_dir / "chat_template.jinja"
         if not isinstance(template, str) and jinja_file.exists():
@@ -47,7 +54,8 @@ class ModelTokenizer:
             raise InvalidRequest(f"model at {self.model_dir} has no chat template")
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         return env.from_string(template).render(
-            messages=[m.model_dump() for m in messages],
+            messages=template_messages(messages, template, tools),
+            tools=tools or None,
             add_generation_prompt=True,
             bos_token=_token_text(self._config.get("bos_token")),
             eos_token=_token_text(self._config.get("eos_token")),

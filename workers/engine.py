@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from queueing.schemas import SamplingParams
+from queueing.schemas import SamplingParams, TokenLogprob, ToolCall
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class EngineDelta:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    logprobs: list[TokenLogprob] | None = None  # this piece's tokens, when they were asked for
+    tool_calls: list[ToolCall] | None = None  # on the last delta, when the params parse tools
 
 
 class EngineError(Exception):

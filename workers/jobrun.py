@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from queueing.errors import ServerError
-from queueing.schemas import JobRecord, JobResult, JobStatus, Usage
+from queueing.schemas import JobRecord, JobResult, JobStatus, TokenLogprob, Usage
 from queueing.settings import WorkerSettings
 from queueing.workqueue import ClaimedJob, EmitOutcome, WorkQueue
 from workers.coalesce import TokenCoalescer
@@ -47,6 +47,7 @@ class JobRun:
 @dataclass
 class _Output:
     parts: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None
     last: EngineDelta | None = None
     reported: int = 0  # completion tokens as the engine counts them
     counted: int = 0  # our own count, for engines that report none
@@ -62,6 +63,9 @@ class _Output:
         self.counted += new
         if delta.text:
             self.parts.append(delta.text)
+        if delta.logprobs is not None:
+            self.logprobs = self.logprobs or []
+            self.logprobs.extend(delta.logprobs)
         return new
 
 
@@ -129,7 +133,7 @@ class JobRunner:
             deltas=record.stream_tokens,
         )
         coalescer = TokenCoalescer(
-            lambda text: self._send(run, text),
+            lambda text, logprobs: self._send(run, text, logprobs),
             flush_ms=self.settings.flush_ms,
             flush_tokens=self.settings.flush_tokens,
         )
@@ -138,17 +142,20 @@ class JobRunner:
                 tokens = out.add(delta)
                 if tokens:
                     self.progress.note(tokens)
-                if delta.text and not (run.lost or run.cancelled):
-                    await coalescer.add(delta.text, max(tokens, 1))
+                if (delta.text or delta.logprobs) and not (run.lost or run.cancelled):
+                    await coalescer.add(delta.text, max(tokens, 1), delta.logprobs)
             if not (run.lost or run.cancelled):
                 await coalescer.flush()
         finally:
             await coalescer.aclose()
 
-    async def _send(self, run: JobRun, text: str) -> None:
+    async def _send(self, run: JobRun, text: str, logprobs: list[TokenLogprob]) -> None:
         if run.lost or run.cancelled:
             return
-        data = json.dumps({"text": text}, ensure_ascii=False)
+        event: dict[str, object] = {"text": text}
+        if logprobs:
+            event["logprobs"] = [entry.model_dump() for entry in logprobs]
+        data = json.dumps(event, ensure_ascii=False)
         outcome = await self.queue.emit(run.job, [("tokens", data)])
         if outcome == EmitOutcome.LOST:
             log.info("job %s: emit refused, another worker owns it; aborting", run.job.id)
@@ -173,7 +180,12 @@ class JobRunner:
             why = SHUTDOWN_REASON if run.shutdown else "the engine aborted the request"
             await self._release(run, why, graceful=run.shutdown)
         else:
-            result = JobResult(text="".join(out.parts), finish_reason=reason)
+            result = JobResult(
+                text="".join(out.parts),
+                finish_reason=reason,
+                tool_calls=last.tool_calls if last else None,
+                logprobs=out.logprobs,
+            )
             await self._complete(run, JobStatus.SUCCEEDED, result=result, usage=usage)
 
     async def _complete(

@@ -8,7 +8,12 @@ import threading
 from collections.abc import Callable, Iterator
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    disable_created_metrics,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from queueing.processes import advertised_url
@@ -61,6 +66,8 @@ class WorkerMetrics:
         load: Callable[[], Load],
         unit_budget: float,
     ) -> None:
+        # No ``_created`` series beside every counter (a process-wide switch).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.model = model
         self.registry = CollectorRegistry()
         self.registry.register(_Live(model, progress, load, unit_budget))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
@@ -10,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import CatalogueDep, HubDep, MetricsDep, SettingsDep, StoreDep
 from queueing.errors import ServerError
+from queueing.serving import WAITING, live_workers
 
 router = APIRouter(tags=["health"])
 
@@ -26,19 +28,23 @@ async def healthz() -> dict[str, str]:
 async def readyz(
     store: StoreDep, catalogue: CatalogueDep, hub: HubDep, settings: SettingsDep
 ) -> JSONResponse:
-    """Ready to serve: the queue answers, the event hub is subscribed, the catalogue is loaded."""
+    """Ready to serve: the queue answers, the event hub is subscribed, the catalogue is loaded,
+    and every model that ``/v1/models`` lists has a live worker (``models`` says which)."""
     try:
         redis_ok = await asyncio.wait_for(store.ping(), PING_TIMEOUT_S)
+        workers = await asyncio.wait_for(live_workers(store.client), PING_TIMEOUT_S)
     except (ServerError, TimeoutError):
-        redis_ok = False
+        redis_ok, workers = False, Counter()
     default = catalogue.models.get(settings.default_model)
+    models = {name: "serving" if workers[name] else WAITING for name in catalogue.names()}
     checks = {
         "redis": redis_ok,
         "events": hub.connected,
         "catalogue": default is not None and (default.path / "tokenizer.json").exists(),
+        "workers": all(workers[name] for name in catalogue.names()),
     }
     ready = all(checks.values())
-    body = {"status": "ready" if ready else "unavailable", "checks": checks}
+    body = {"status": "ready" if ready else "unavailable", "checks": checks, "models": models}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

@@ -11,7 +11,9 @@ from fastapi import APIRouter, Header, Path, Response
 from api.deps import AdmissionDep, MetricsDep, StoreDep, TenantDep
 from api.unicode import check_unicode
 from queueing.errors import InvalidRequest
-from queueing.schemas import JobCreate, JobPublic
+from queueing.jobstore import JobStore
+from queueing.schemas import JobCreate, JobPublic, JobStatus
+from queueing.serving import WAITING, live_workers
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -27,6 +29,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         429: "Queue full; retry after the Retry-After header",
     }.items()
 }
+
+
+async def _explained(job: JobPublic, store: JobStore) -> JobPublic:
+    """``job``, saying so when it is queued while no worker serves its model."""
+    if job.status is JobStatus.QUEUED and not (await live_workers(store.client))[job.model]:
+        job.status_detail = WAITING
+    return job
 
 
 def _idempotency_key(body: JobCreate, header: str | None) -> str | None:
@@ -79,15 +88,15 @@ async def create_job(
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     if job_id != record.id:
         response.status_code = 200
-        return (await store.get(job_id, tenant)).public()
+        return await _explained((await store.get(job_id, tenant)).public(), store)
     metrics.submitted.labels(model=record.model, job_class=record.job_class.value).inc()
-    return record.public()
+    return await _explained(record.public(), store)
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=_ERRORS)
 async def get_job(job_id: JobId, tenant: TenantDep, store: StoreDep) -> JobPublic:
-    """The job's status, and its result once it has one."""
-    return (await store.get(job_id, tenant)).public()
+    """The job's status (with ``status_detail`` while it waits for a worker) and its result."""
+    return await _explained((await store.get(job_id, tenant)).public(), store)
 
 
 @router.delete("/{job_id}", response_model=JobPublic, responses=_ERRORS)

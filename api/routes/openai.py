@@ -6,7 +6,8 @@ route waits for it (or streams it) through the event hub, and cancels it if the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
@@ -28,14 +29,15 @@ from api.deps import (
     TenantDep,
     get_tenant,
 )
-from api.errors import count_rejection, describe, error_body
-from api.openai_format import Head, Kind, completion, failure, model_card
+from api.errors import count_rejection, describe
 from api.openai_jobs import JobWatch
-from api.openai_stream import openai_chunks
 from api.unicode import check_unicode
+from oaiproto.errors import error_body
+from oaiproto.format import Head, Kind, completion, failure, model_card
+from oaiproto.requests import ChatCompletionRequest, CompletionRequest
+from oaiproto.stream import openai_chunks
 from queueing.keys import JobClass
-from queueing.openai_schemas import ChatCompletionRequest, CompletionRequest
-from queueing.schemas import ChatMessage, JobStatus, SamplingParams
+from queueing.schemas import JobStatus, SamplingParams
 
 JOB_HEADER = "X-Inferq-Job-Id"
 CLIENT_CLOSED = 499
@@ -94,31 +96,50 @@ class Caller:
 CallerDep = Annotated[Caller, Depends(Caller)]
 
 
+async def _chunks(
+    watch: JobWatch, head: Head, body: ChatCompletionRequest | CompletionRequest, caller: Caller
+) -> AsyncIterator[bytes]:
+    """The job's stream; counted as an open stream, and a client that leaves cancels it."""
+    clients = caller.metrics.sse_clients
+    clients.inc()
+    try:
+        async with contextlib.aclosing(watch.events()) as events:
+            async for piece in openai_chunks(
+                events,
+                watch.latest,
+                head,
+                include_usage=body.include_usage,
+                buffered=body.buffered,
+            ):
+                yield piece
+    finally:
+        clients.dec()
+        await watch.abandon()
+
+
 async def _complete(
-    kind: Kind,
-    body: ChatCompletionRequest | CompletionRequest,
-    caller: Caller,
-    *,
-    prompt: str | None = None,
-    messages: list[ChatMessage] | None = None,
+    kind: Kind, body: ChatCompletionRequest | CompletionRequest, caller: Caller
 ) -> Response:
     """Queue the request as an interactive job, then stream it or wait for its end."""
+    body.check_fields()
     check_unicode(body)
     spec = caller.admission.spec(body.model)
     partition = caller.store.place(spec.name, caller.tenant)
     share = await caller.store.output_share(spec.name, caller.tenant)
+    chat = body if isinstance(body, ChatCompletionRequest) else None
     admit = partial(
         caller.admission.admit,
         tenant=caller.tenant,
         partition=partition,
         model=body.model,
-        prompt=prompt,
-        messages=messages,
+        prompt=body.prompt if isinstance(body, CompletionRequest) else None,
+        messages=chat.messages if chat else None,
         params=body.sampling(DEFAULT_MAX_TOKENS),
         job_class=JobClass.INTERACTIVE,
-        metadata={"user": body.user} if body.user else {},
+        metadata=body.metadata,
         recent_output_share=share,
-        stream_tokens=body.stream,
+        stream_tokens=bool(body.stream) and not body.buffered,
+        tools=chat.tool_dicts if chat else None,
     )
     record = await anyio.to_thread.run_sync(admit)
     await caller.store.enqueue(record)
@@ -128,11 +149,8 @@ async def _complete(
     watch = JobWatch(caller.store, caller.hub, record, recheck_s=ping_s)
     headers = {JOB_HEADER: record.id}
     if body.stream:
-        chunks = openai_chunks(
-            watch, head, include_usage=body.include_usage, clients=caller.metrics.sse_clients
-        )
         return EventSourceResponse(
-            chunks,
+            _chunks(watch, head, body, caller),
             headers=headers,
             ping=ping_s,
             sep="\n",
@@ -156,7 +174,7 @@ async def _complete(
 )
 async def chat_completions(body: ChatCompletionRequest, caller: CallerDep) -> Response:
     """Chat: the messages are rendered with the model's chat template and run as a job."""
-    return await _complete(Kind.CHAT, body, caller, messages=body.messages)
+    return await _complete(Kind.CHAT, body, caller)
 
 
 @router.post(
@@ -166,7 +184,7 @@ async def chat_completions(body: ChatCompletionRequest, caller: CallerDep) -> Re
 )
 async def completions(body: CompletionRequest, caller: CallerDep) -> Response:
     """Text completion of a raw prompt, run as a job."""
-    return await _complete(Kind.TEXT, body, caller, prompt=body.prompt)
+    return await _complete(Kind.TEXT, body, caller)
 
 
 @router.get("/models", dependencies=[Depends(get_tenant)], responses=_ERRORS)

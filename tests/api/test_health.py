@@ -9,21 +9,46 @@ import redis.asyncio as aioredis
 
 from queueing import keys
 from queueing.catalogue import ModelSpec
+from queueing.connection import connect
 from queueing.server import EmbeddedValkey
-from queueing.settings import Settings
+from queueing.settings import QueueSettings, Settings
 from queueing.workqueue import WorkQueue
 from tests.api.support import api_client
 from tests.conftest import free_port
+from tests.workers.support import running_worker, wait_until
+from workers.engines.scripted import ScriptedEngine
+from workers.heartbeat import Load, Progress, heartbeat
 
 
-async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
+async def test_ready_once_a_worker_serves_the_model(
+    client: httpx.AsyncClient,
+    queue_url: str,
+    spec: ModelSpec,
+    queue_settings: QueueSettings,
+) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
-    ready = await client.get("/readyz")
-    assert ready.status_code == 200
-    assert ready.json() == {
-        "status": "ready",
-        "checks": {"redis": True, "events": True, "catalogue": True},
+    waiting = await client.get("/readyz")
+    assert waiting.status_code == 503
+    assert waiting.json() == {
+        "status": "unavailable",
+        "checks": {"redis": True, "events": True, "catalogue": True, "workers": False},
+        "models": {spec.name: "waiting for a worker"},
     }
+    job = (await client.post("/v1/jobs", json={"prompt": "hi"})).json()
+    assert job["status"] == "queued" and job["status_detail"] == "waiting for a worker"
+    # A worker that holds its jobs a while: this one stays queued behind the first.
+    engine = ScriptedEngine(token_delay_s=1.0)
+    async with running_worker(queue_url, engine, queue_settings, spec=spec):
+
+        async def ready() -> bool:
+            return (await client.get("/readyz")).status_code == 200
+
+        await wait_until(ready, 10, "/readyz 200 once the worker beats")
+        body = (await client.get("/readyz")).json()
+        assert body["models"] == {spec.name: "serving"} and body["checks"]["workers"] is True
+        queued = (await client.post("/v1/jobs", json={"prompt": "hi"})).json()
+        assert "status_detail" not in queued
+    assert (await client.get("/readyz")).status_code == 503, "its worker stopped"
 
 
 async def test_not_ready_without_model_files(
@@ -42,6 +67,9 @@ async def test_not_ready_when_the_queue_server_is_gone(
     server = EmbeddedValkey(tmp_path, free_port(17000)).start()
     try:
         async with api_client(api_settings, server.url) as client:
+            beat = await connect(server.url)
+            await heartbeat(beat, "w", spec.name, Progress(), lambda: Load(0.0, 0), None).beat()
+            await beat.aclose()
             assert (await client.get("/readyz")).status_code == 200
             server.stop()
             ready = await client.get("/readyz")
@@ -67,6 +95,7 @@ async def test_metrics(client: httpx.AsyncClient, worker: WorkQueue, spec: Model
     assert f'inferq_jobs_submitted_total{{job_class="standard",model="{name}"}} 2.0' in lines
     assert f'inferq_jobs_submitted_total{{job_class="batch",model="{name}"}} 1.0' in lines
     assert 'inferq_api_rejections_total{code="model_not_found"} 1.0' in lines
+    assert not [line for line in lines if "_created" in line], "no duplicate _created series"
     assert sample(lines, f'inferq_queued_units{{model="{name}"}}') > 0.5
     assert sample(lines, f'inferq_inflight_units{{model="{name}"}}') == 0
 

@@ -42,6 +42,8 @@ async def test_submit_poll_and_complete(client: httpx.AsyncClient, worker: WorkQ
     assert done["status"] == "succeeded" and done["result"] == {
         "text": "Hi",
         "finish_reason": "stop",
+        "tool_calls": None,
+        "logprobs": None,
     }
     assert done["usage"]["completion_tokens"] == 1 and done["finished_at"] >= done["created_at"]
 
@@ -147,3 +149,27 @@ async def test_what_a_tenant_used_lately_tempers_its_next_estimate(
         await worker.complete(claimed, JobStatus.SUCCEEDED, result=result, usage=usage)
         second = (await client.post("/v1/jobs", json=body)).json()
     assert second["estimated_units"] < first["estimated_units"] / 5
+
+
+async def test_jobs_take_the_openai_sampling_fields(
+    client: httpx.AsyncClient, worker: WorkQueue
+) -> None:
+    params = {
+        "max_tokens": 16,
+        "presence_penalty": 1.5,
+        "frequency_penalty": -0.5,
+        "repetition_penalty": 1.2,
+        "logit_bias": {"42": -100},
+        "logprobs": 2,
+        "json_schema": {"type": "object"},
+        "seed": 7,
+    }
+    created = await client.post("/v1/jobs", json={**CHAT, "params": params})
+    assert created.status_code == 202, created.text
+    [claimed] = await worker.claim(10.0, 1, idle=True)
+    assert claimed.record.params.model_dump(include=set(params)) == {
+        **params,
+        "logit_bias": {"42": -100.0},
+    }
+    bad = await client.post("/v1/jobs", json={**CHAT, "params": {"presence_penalty": 3}})
+    assert bad.status_code == 422 and bad.json()["error"]["param"] == "params.presence_penalty"

@@ -15,7 +15,7 @@ from openai.types import CompletionUsage
 from openai.types.chat import ChatCompletionMessageParam
 
 from api.app import create_app
-from api.openai_stream import Diverged, StreamText
+from oaiproto.stream import Diverged, StreamText
 from queueing import keys
 from queueing.catalogue import ModelSpec
 from queueing.jobstore import JobStore

@@ -59,7 +59,8 @@ def api_process(queue_url: str, spec: ModelSpec, tmp_path: Path) -> Iterator[tup
         while True:
             assert proc.poll() is None, (tmp_path / "api.log").read_text()
             try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                checks = httpx.get(f"{base}/readyz", timeout=1).json()["checks"]
+                if checks["redis"] and checks["events"]:  # no worker: the API's own checks
                     break
             except httpx.TransportError:
                 pass

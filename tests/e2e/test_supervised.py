@@ -131,7 +131,9 @@ async def _scenarios(
         assert (await store.get(job_id, "local")).attempts == 2
 
     # SIGKILL the worker mid-generation (the other one frozen, so only a restart can
-    # finish the job): the supervisor restarts it and the job completes once.
+    # finish the job): the supervisor restarts it and the job completes once. The thawed
+    # worker's heartbeat lapsed while it was stopped: wait for its next beat first.
+    await wait_until(two_workers, 30, "the thawed worker to beat again", step_s=0.2)
     job_id = (await http.post("/v1/jobs", json=COUNT)).json()["id"]
     await wait_until(lambda: _streamed(store, job_id), 60, "the job to stream", step_s=0.2)
     victim = (await owners(store, [job_id]))[job_id]

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from queueing.schemas import TokenLogprob
 from workers.coalesce import TokenCoalescer
 
 
@@ -15,11 +16,13 @@ class Sink:
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.sent: list[tuple[float, str]] = []
+        self.logprobs: list[list[TokenLogprob]] = []
         self.delay_s = delay_s
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: str, logprobs: list[TokenLogprob]) -> None:
         await asyncio.sleep(self.delay_s)
         self.sent.append((time.monotonic(), text))
+        self.logprobs.append(logprobs)
 
     @property
     def texts(self) -> list[str]:
@@ -65,8 +68,20 @@ async def test_slow_sends_keep_order_and_lose_nothing() -> None:
     await coalescer.aclose()
 
 
+async def test_log_probabilities_travel_with_their_text() -> None:
+    sink = Sink()
+    coalescer = TokenCoalescer(sink.send, flush_ms=10_000, flush_tokens=2)
+    entries = [TokenLogprob(token=t, logprob=-1.0) for t in "abc"]
+    for entry in entries:
+        await coalescer.add(entry.token, logprobs=[entry])
+    await coalescer.flush()
+    assert sink.texts == ["ab", "c"]
+    assert sink.logprobs == [entries[:2], entries[2:]]
+    await coalescer.aclose()
+
+
 async def test_an_error_in_a_timed_send_surfaces_on_the_next_call() -> None:
-    async def broken(text: str) -> None:
+    async def broken(text: str, logprobs: list[TokenLogprob]) -> None:
         raise ConnectionError("queue server went away")
 
     coalescer = TokenCoalescer(broken, flush_ms=5, flush_tokens=100)

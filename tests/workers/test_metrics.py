@@ -88,6 +88,7 @@ async def test_scraped_counters_follow_the_jobs_the_worker_ran(
     for outcome, count in outcomes.items():
         name = "inferq_worker_jobs_finished_total"
         assert sample(after, name, model="m", outcome=outcome) == count, outcome
+    assert "_created" not in after, "no duplicate _created series"
     assert await redis_client.hget(keys.WORKERS, worker.consumer) is None
     with pytest.raises(httpx.ConnectError):
         await scrape(url)

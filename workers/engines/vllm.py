@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.engine import EngineDelta, EngineError, EngineRequest
+from workers.engines.vllm_output import ToolCallReader, token_logprobs, vllm_sampling
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class VllmEngine:
         )
         self._engine: Any = AsyncLLM.from_engine_args(args)
         self._slots = config.max_num_seqs
+        self._tools = ToolCallReader(self._engine.get_tokenizer())
 
     @property
     def slots(self) -> int:
@@ -55,20 +57,12 @@ class VllmEngine:
         return int(self._engine.output_processor.get_num_unfinished_requests())
 
     async def generate(self, request: EngineRequest) -> AsyncIterator[EngineDelta]:
-        """Token deltas; the last one has ``finish_reason`` and token counts."""
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
+        """Token deltas; the last one has ``finish_reason`` and token counts.
 
+        A request that parses tool calls runs to its end first (one delta with the content).
+        """
         p = request.params
-        sampling = SamplingParams(
-            max_tokens=p.max_tokens,
-            temperature=p.temperature,
-            top_p=p.top_p,
-            stop=p.stop or None,
-            seed=p.seed,
-            ignore_eos=p.ignore_eos,
-            output_kind=RequestOutputKind.DELTA if request.deltas else RequestOutputKind.FINAL_ONLY,
-        )
+        sampling = vllm_sampling(p, deltas=request.deltas and p.tool_parsing is None)
         completion_tokens = 0
         try:
             async for out in self._engine.generate(
@@ -76,12 +70,18 @@ class VllmEngine:
             ):
                 piece = out.outputs[0]
                 completion_tokens += len(piece.token_ids)
-                yield EngineDelta(
+                delta = EngineDelta(
                     text=piece.text,
                     finish_reason=piece.finish_reason if out.finished else None,
                     prompt_tokens=len(out.prompt_token_ids or ()),
                     completion_tokens=completion_tokens,
+                    logprobs=token_logprobs(piece.token_ids, piece.logprobs, p.logprobs or 0),
                 )
+                if out.finished and p.tool_parsing is not None:
+                    delta.text, calls = self._tools.read(piece.text, p.tool_parsing)
+                    if calls:
+                        delta.tool_calls, delta.finish_reason = calls, "tool_calls"
+                yield delta
         except Exception as exc:  # vLLM's own error types: translate them at this boundary
             dead = type(exc).__name__ == "EngineDeadError"
             raise EngineError(f"vLLM failed the request: {exc}", retryable=dead) from exc

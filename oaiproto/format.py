@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from api.errors import error_body
+from oaiproto.errors import error_body
+from oaiproto.logprobs import chat_logprobs, completion_logprobs
 from queueing.catalogue import ModelSpec
 from queueing.schemas import JobRecord, JobResult, JobStatus, Usage
 
@@ -58,18 +59,32 @@ def usage_of(record: JobRecord) -> Usage:
     )
 
 
+def _tool_calls(result: JobResult, *, indexed: bool) -> list[dict[str, Any]]:
+    calls = [call.model_dump() for call in result.tool_calls or []]
+    return [{"index": i, **call} for i, call in enumerate(calls)] if indexed else calls
+
+
+def _logprobs(head: Head, result: JobResult, offset: int = 0) -> dict[str, Any] | None:
+    if head.kind is Kind.CHAT:
+        return chat_logprobs(result.logprobs)
+    return completion_logprobs(result.logprobs, offset)
+
+
 def completion(head: Head, record: JobRecord) -> dict[str, Any]:
     """The non-streaming answer for a succeeded job."""
     result = record.result or JobResult(text="")
-    finish = result.finish_reason or "stop"
     choice: dict[str, Any] = {"index": 0}
     if head.kind is Kind.CHAT:
         obj = "chat.completion"
-        choice["message"] = {"role": "assistant", "content": result.text}
+        message: dict[str, Any] = {"role": "assistant", "content": result.text}
+        if result.tool_calls:
+            message["content"] = result.text or None
+            message["tool_calls"] = _tool_calls(result, indexed=False)
+        choice["message"] = message
     else:
         obj = "text_completion"
         choice["text"] = result.text
-    choice |= {"logprobs": None, "finish_reason": finish}
+    choice |= {"logprobs": _logprobs(head, result), "finish_reason": result.finish_reason or "stop"}
     return head.body(obj, [choice], usage=usage_of(record).model_dump())
 
 
@@ -80,8 +95,14 @@ def chunk(
     role: bool = False,
     finish_reason: str | None = None,
     usage_field: bool = False,
+    result: JobResult | None = None,
+    offset: int = 0,
 ) -> dict[str, Any]:
-    """One streamed chunk; ``usage_field`` adds ``"usage": null`` as OpenAI does then."""
+    """One streamed chunk; ``usage_field`` adds ``"usage": null`` as OpenAI does then.
+
+    ``result``: this chunk's tool calls and log probabilities; ``offset``: where its text
+    starts in the whole output (a completion's ``text_offset``).
+    """
     choice: dict[str, Any] = {"index": 0}
     if head.kind is Kind.CHAT:
         obj = "chat.completion.chunk"
@@ -89,10 +110,13 @@ def chunk(
             choice["delta"] = {"role": "assistant", "content": ""}
         else:
             choice["delta"] = {"content": text} if text else {}
+        if result is not None and result.tool_calls:
+            choice["delta"]["tool_calls"] = _tool_calls(result, indexed=True)
     else:
         obj = "text_completion"
         choice["text"] = text
-    choice |= {"logprobs": None, "finish_reason": finish_reason}
+    logprobs = _logprobs(head, result, offset) if result is not None else None
+    choice |= {"logprobs": logprobs, "finish_reason": finish_reason}
     extra = {"usage": None} if usage_field else {}
     return head.body(obj, [choice], **extra)
 

@@ -1,0 +1,26 @@
+"""Which models have a live worker: a worker's registry entry names its model, and its
+heartbeat key (a TTL of a few seconds) says it is alive. A worker registers only once its
+engine has started, so a model with a live worker is served."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import redis.asyncio as aioredis
+
+from queueing import keys
+
+WAITING = "waiting for a worker"
+
+
+async def live_workers(client: aioredis.Redis) -> Counter[str]:
+    """Live workers per model."""
+    entries: dict[str, str] = await client.hgetall(keys.WORKERS)
+    names = sorted(entries)
+    async with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.exists(keys.heartbeat(name))
+        alive: list[int] = await pipe.execute()
+    live = [name for name, up in zip(names, alive, strict=True) if up]
+    return Counter(json.loads(entries[name]).get("model", "") for name in live)
