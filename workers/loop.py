@@ -20,9 +20,10 @@ from queueing.processes import process_name
 from queueing.settings import QueueSettings, Settings, WorkerSettings
 from queueing.workqueue import ClaimedJob, WorkQueue
 from workers.calibration import budget_for
+from workers.calibration import load as load_calibration
 from workers.cancels import CancelListener
 from workers.engine import Engine
-from workers.heartbeat import Load, Progress, heartbeat
+from workers.heartbeat import Load, Progress, healthy_peers, heartbeat
 from workers.jobrun import JobRun, JobRunner
 from workers.metrics import WorkerMetrics
 from workers.watchdog import Watchdog
@@ -45,8 +46,10 @@ class Worker:
     ``client`` serves the job path; ``blocking`` is a connection of its own for the BLPOP
     that waits for work. ``burst`` exits once the model's queues are empty and nothing is
     in flight. :meth:`stop` stops claiming; in-flight jobs get ``grace_s`` to finish and
-    are then aborted and released. When the watchdog finds the engine stalled, the worker
-    gives its jobs back at once and :attr:`failure` says why.
+    are then aborted and released. While the watchdog finds the engine stalled, the worker
+    claims nothing; when it finds the engine hung or dead, the worker gives its jobs back
+    at once and :attr:`failure` says why. ``units_per_s`` (this replica's calibrated
+    capacity) lets the watchdog allow for the prefill of the batch it holds.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class Worker:
         grace_s: float = 30.0,
         claim_batch: int = 8,
         unit_budget: float | None = None,
+        units_per_s: float | None = None,
     ) -> None:
         self.client = client
         self.blocking = blocking
@@ -74,35 +78,69 @@ class Worker:
         self.grace_s = grace_s
         self.claim_batch = claim_batch
         self.budget = unit_budget or worker_settings.unit_budget or DEFAULT_UNIT_BUDGET
+        self.engine = engine
+        self.units_per_s = units_per_s
         self.max_jobs = max(1, engine.slots - 1)
         self.failure: str | None = None
+        self._kick = asyncio.Event()
         self.runs: dict[str, JobRun] = {}
         self.progress = Progress()
-        self.metrics = WorkerMetrics(spec.name, self.progress, self.load, self.budget)
+        self.metrics = WorkerMetrics(
+            spec.name,
+            self.progress,
+            self.load,
+            self.budget,
+            engine.steps,
+            self._stalled,
+        )
         self.runner = JobRunner(
             self.queue, engine, worker_settings, self.progress, self.metrics.job_finished
         )
         self.cancels = CancelListener(client, self._on_cancel)
         self.watchdog = Watchdog(
             engine,
-            self.progress,
             self.load,
             self.fail,
-            stall_s=worker_settings.stall_s,
-            probe_every_s=worker_settings.probe_every_s,
-            probe_timeout_s=worker_settings.probe_timeout_s,
+            worker_settings,
+            peers=lambda: healthy_peers(client, spec.name, self.consumer),
+            prefill_s=self.prefill_s,
+            on_change=self._kick.set,
         )
         lease_s = queue_settings.lease_ms / 1000
         self.renew_s = min(worker_settings.renew_every_ms / 1000, lease_s / 3)
         self.reclaim_s = lease_s / 2
         self._stopping = False
-        self._kick = asyncio.Event()
         self._hurry = asyncio.Event()
         self._blpop: asyncio.Task[None] | None = None
 
     def load(self) -> Load:
         """Units and jobs in flight now."""
         return Load(sum(r.units for r in self.runs.values()), len(self.runs))
+
+    def prefill_s(self) -> float:
+        """The calibrated time to prefill every prompt held now (0 without a calibration)."""
+        if not self.units_per_s:
+            return 0.0
+        tokens = sum(r.job.record.prompt_tokens for r in self.runs.values())
+        return tokens * self.spec.prompt_weight / 1000 / self.units_per_s
+
+    def _stalled(self) -> bool:
+        return self.watchdog.stalled is not None
+
+    def health(self) -> dict[str, object]:
+        """For the heartbeat: ok or stalled (and why), engine steps, recent step time."""
+        steps = self.engine.steps
+        stalled = self.watchdog.stalled
+        fields: dict[str, object] = {
+            "health": "stalled" if stalled else "ok",
+            "stalled": stalled or "",
+            "engine_steps": steps.count,
+            "step_s": round(steps.pace_s(), 3),
+        }
+        if steps.last_at:
+            last_step = time.time() - (time.monotonic() - steps.last_at)
+            fields["last_progress"] = max(self.progress.last_progress, last_step)
+        return fields
 
     def stop(self) -> None:
         """Stop claiming and wind down (safe from a signal handler); twice: abort now."""
@@ -125,7 +163,13 @@ class Worker:
         await self.queue.ensure_groups()
         metrics_url = self.metrics.start(self.settings.metrics_host, self.settings.metrics_port)
         presence = heartbeat(
-            self.client, self.consumer, self.spec.name, self.progress, self.load, metrics_url
+            self.client,
+            self.consumer,
+            self.spec.name,
+            self.progress,
+            self.load,
+            metrics_url,
+            self.health,
         )
         tasks = [
             asyncio.create_task(self.cancels.run(), name="cancels"),
@@ -155,7 +199,7 @@ class Worker:
             load = self.load()
             room = self.budget - load.units
             idle = load.jobs == 0
-            if self._full(load) and not idle:
+            if self.watchdog.stalled or (self._full(load) and not idle):
                 await self._wait(for_work=False)
                 continue
             try:
@@ -239,7 +283,7 @@ class Worker:
             await self._on_cancel(job_id)
 
     async def _reclaim(self) -> None:
-        if self._stopping:
+        if self._stopping or self.watchdog.stalled:
             return
         load = self.load()
         if load.jobs and self._full(load):
@@ -294,6 +338,7 @@ async def run_worker(
     client = await connect(url, blocking=True)
     blocking = await connect(url, max_connections=2)
     budget = await budget_for(client, spec.name, settings.worker)
+    calibration = await load_calibration(client, spec.name, settings.worker.replica)
     worker = Worker(
         client,
         blocking,
@@ -305,6 +350,7 @@ async def run_worker(
         burst=burst,
         grace_s=grace_s,
         unit_budget=budget,
+        units_per_s=calibration.units_per_s if calibration else None,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

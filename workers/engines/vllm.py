@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.engine import EngineDelta, EngineError, EngineRequest
+from workers.steps import StepClock
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class VllmEngine:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        from workers.engines.vllm_steps import step_logger_factory
+
         args = AsyncEngineArgs(
             model=str(config.model),
             max_model_len=config.max_model_len,
@@ -42,13 +45,25 @@ class VllmEngine:
             max_num_seqs=config.max_num_seqs,
             dtype=config.dtype,
         )
-        self._engine: Any = AsyncLLM.from_engine_args(args)
+        self._steps = StepClock()
+        self._engine: Any = AsyncLLM.from_engine_args(
+            args, stat_loggers=[step_logger_factory(self._steps)]
+        )
         self._slots = config.max_num_seqs
 
     @property
     def slots(self) -> int:
         """``max_num_seqs``: vLLM runs this many requests at once."""
         return self._slots
+
+    @property
+    def steps(self) -> StepClock:
+        """Every engine step, as vLLM's output handler reports it (see ``vllm_steps``)."""
+        return self._steps
+
+    def alive(self) -> bool:
+        """False once the engine core process died or the output handler failed."""
+        return not self._engine.errored
 
     def running(self) -> int:
         """Requests the engine holds now (waiting or running)."""
