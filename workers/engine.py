@@ -61,6 +61,10 @@ class Engine(Protocol):
         """The engine's steps so far (every step that produced output counts)."""
         ...
 
+    def prefill_tokens(self) -> int:
+        """Prompt tokens still to prefill that the engine's next step may take on."""
+        ...
+
     def alive(self) -> bool:
         """False once the engine itself is gone (its process died, its loop failed)."""
         ...

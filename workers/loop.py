@@ -49,7 +49,7 @@ class Worker:
     are then aborted and released. While the watchdog finds the engine stalled, the worker
     claims nothing; when it finds the engine hung or dead, the worker gives its jobs back
     at once and :attr:`failure` says why. ``units_per_s`` (this replica's calibrated
-    capacity) lets the watchdog allow for the prefill of the batch it holds.
+    capacity) tells the watchdog the prefill rate before the engine has shown its own.
     """
 
     def __init__(
@@ -79,7 +79,6 @@ class Worker:
         self.claim_batch = claim_batch
         self.budget = unit_budget or worker_settings.unit_budget or DEFAULT_UNIT_BUDGET
         self.engine = engine
-        self.units_per_s = units_per_s
         self.max_jobs = max(1, engine.slots - 1)
         self.failure: str | None = None
         self._kick = asyncio.Event()
@@ -103,7 +102,7 @@ class Worker:
             self.fail,
             worker_settings,
             peers=lambda: healthy_peers(client, spec.name, self.consumer),
-            prefill_s=self.prefill_s,
+            prompt_s_per_token=(spec.prompt_weight / 1000 / units_per_s if units_per_s else None),
             on_change=self._kick.set,
         )
         lease_s = queue_settings.lease_ms / 1000
@@ -116,13 +115,6 @@ class Worker:
     def load(self) -> Load:
         """Units and jobs in flight now."""
         return Load(sum(r.units for r in self.runs.values()), len(self.runs))
-
-    def prefill_s(self) -> float:
-        """The calibrated time to prefill every prompt held now (0 without a calibration)."""
-        if not self.units_per_s:
-            return 0.0
-        tokens = sum(r.job.record.prompt_tokens for r in self.runs.values())
-        return tokens * self.spec.prompt_weight / 1000 / self.units_per_s
 
     def _stalled(self) -> bool:
         return self.watchdog.stalled is not None

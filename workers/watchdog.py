@@ -12,6 +12,7 @@ from queueing.schemas import SamplingParams
 from queueing.settings import WorkerSettings
 from workers.engine import Engine, EngineRequest
 from workers.heartbeat import Load
+from workers.steps import LARGE_PREFILL
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,8 @@ class Watchdog:
 
     Progress is an engine step (any step that produced output for any running request,
     whether or not the job streams tokens). While the engine has work (jobs, or a probe
-    it has not answered) and makes no step for longer than :meth:`limit_s` (the larger
-    of ``stall_s`` and ``stall_pace_factor`` times its recent step time or the held
-    batch's calibrated prefill time), it is *stalled*: :attr:`stalled` says why and the
+    it has not answered) and makes no step for longer than :meth:`limit_s`, it is
+    *stalled*: :attr:`stalled` says why and the
     worker stops claiming; a step clears it. ``on_unhealthy(reason)`` is called once
     when the worker must give its jobs back and exit: the probe raised an error, the
     engine is gone, or no step came for ``hang_s`` (or the limit, if longer); also when
@@ -44,7 +44,7 @@ class Watchdog:
         settings: WorkerSettings,
         *,
         peers: Callable[[], Awaitable[int]],
-        prefill_s: Callable[[], float] = lambda: 0.0,
+        prompt_s_per_token: float | None = None,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.engine = engine
@@ -52,7 +52,7 @@ class Watchdog:
         self.on_unhealthy = on_unhealthy
         self.settings = settings
         self.peers = peers
-        self.prefill_s = prefill_s
+        self.prompt_s_per_token = prompt_s_per_token
         self.on_change = on_change
         self.probes_ok = 0
         self.stalled: str | None = None
@@ -78,10 +78,23 @@ class Watchdog:
             await asyncio.gather(probing, return_exceptions=True)
 
     def limit_s(self) -> float:
-        """How long the engine may go without a step while it has work, at its own pace."""
+        """How long the engine may go without a step while it has work, at its own pace.
+
+        ``stall_s``, or ``stall_pace_factor`` times the longest recent step, or times the
+        expected time of the prefill the next step may take on (at the engine's slowest
+        recent prefill rate, else ``prompt_s_per_token`` from calibration), if longer. A
+        large prefill at a rate not known yet may take up to ``hang_s``.
+        """
         s = self.settings
-        pace = max(self.engine.steps.pace_s(), self.prefill_s())
-        return max(s.stall_s, s.stall_pace_factor * pace)
+        steps = self.engine.steps
+        expected = steps.pace_s()
+        pending = self.engine.prefill_tokens()
+        if pending >= LARGE_PREFILL:
+            per_token = steps.prefill_s_per_token() or self.prompt_s_per_token
+            if per_token is None:
+                return max(s.stall_s, s.hang_s)
+            expected = max(expected, per_token * pending)
+        return max(s.stall_s, s.stall_pace_factor * expected)
 
     async def check(self) -> str | None:
         """Update :attr:`stalled`; returns why the worker must go now, or ``None``."""

@@ -58,6 +58,7 @@ class ScriptedEngine:
         self._frozen = asyncio.Event()
         self._steps = StepClock()
         self._dead = False
+        self._prefilling: dict[str, int] = {}
 
     def freeze(self) -> None:
         """Hang from now on: every request stops producing output, for good."""
@@ -72,6 +73,10 @@ class ScriptedEngine:
     def steps(self) -> StepClock:
         """One step per token produced."""
         return self._steps
+
+    def prefill_tokens(self) -> int:
+        """Prompt tokens (words) of requests that have not made their first step yet."""
+        return sum(self._prefilling.values())
 
     def alive(self) -> bool:
         """False after :meth:`kill`."""
@@ -121,6 +126,8 @@ class ScriptedEngine:
         pieces = script(request.prompt, request.params.max_tokens)
         prompt_tokens = len(request.prompt.split())
         abort = self._aborts[rid] = asyncio.Event()
+        self._prefilling[rid] = prompt_tokens
+        self._steps.work_arrived()
         self.started.append(rid)
         self.peak_running = max(self.peak_running, len(self._aborts))
         try:
@@ -139,11 +146,16 @@ class ScriptedEngine:
                     yield EngineDelta("", "abort", prompt_tokens, i)
                     return
                 last = i == len(pieces) - 1
-                self._steps.step(busy_after=not last or len(self._aborts) > 1)
+                prefilled = self._prefilling.pop(rid, 0)
+                busy = not last or len(self._aborts) > 1
+                self._steps.step(
+                    busy_after=busy, prefilled=prefilled, prefill_next=self.prefill_tokens()
+                )
                 yield EngineDelta(piece, "length" if last else None, prompt_tokens, i + 1)
             self.finished.append(rid)
         finally:
             del self._aborts[rid]
+            self._prefilling.pop(rid, None)
 
     async def abort(self, request_id: str) -> None:
         """End the request now: its stream finishes with reason ``abort``."""

@@ -47,9 +47,10 @@ class VllmEngine:
         )
         self._steps = StepClock()
         self._engine: Any = AsyncLLM.from_engine_args(
-            args, stat_loggers=[step_logger_factory(self._steps)]
+            args, stat_loggers=[step_logger_factory(self._steps, self.prefill_tokens)]
         )
         self._slots = config.max_num_seqs
+        self._step_tokens = int(self._engine.vllm_config.scheduler_config.max_num_batched_tokens)
 
     @property
     def slots(self) -> int:
@@ -60,6 +61,12 @@ class VllmEngine:
     def steps(self) -> StepClock:
         """Every engine step, as vLLM's output handler reports it (see ``vllm_steps``)."""
         return self._steps
+
+    def prefill_tokens(self) -> int:
+        """Prompt tokens of requests still in prefill, at most one step's worth
+        (``max_num_batched_tokens``: vLLM prefills in chunks of that size)."""
+        queued = int(self._engine.output_processor.get_num_queued_tokens())
+        return min(queued, self._step_tokens)
 
     def alive(self) -> bool:
         """False once the engine core process died or the output handler failed."""
@@ -85,6 +92,7 @@ class VllmEngine:
             output_kind=RequestOutputKind.DELTA if request.deltas else RequestOutputKind.FINAL_ONLY,
         )
         completion_tokens = 0
+        self._steps.work_arrived()
         try:
             async for out in self._engine.generate(
                 request.prompt, sampling, request.request_id, priority=request.priority
