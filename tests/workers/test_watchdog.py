@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 from functools import partial
 
 import redis.asyncio as aioredis
+from rich.console import Console
 
-from inferq.status import read_status
+from inferq.status import read_status, render
 from queueing import keys
 from queueing.jobstore import JobStore
-from queueing.schemas import JobStatus
+from queueing.schemas import JobStatus, SamplingParams
 from queueing.server import EmbeddedValkey
 from queueing.settings import QueueSettings, WorkerSettings
 from tests.workers.support import (
@@ -24,9 +26,12 @@ from tests.workers.support import (
     wait_until,
     worker_on,
 )
+from workers.engine import EngineRequest
 from workers.engines.scripted import ScriptedEngine
+from workers.heartbeat import Load
 from workers.loop import Worker
-from workers.watchdog import PROBE_PRIORITY, PROBE_PROMPT
+from workers.steps import LARGE_PREFILL
+from workers.watchdog import PROBE_PRIORITY, PROBE_PROMPT, Watchdog
 
 NO_PROBES = {"probe_every_s": 600.0}
 
@@ -97,6 +102,9 @@ async def test_engine_that_stops_stepping_is_caught_within_the_floor_in_two_step
         report = await read_status(valkey.url, [])
         (shown,) = report["processes"]
         assert shown["health"] == "stalled" and "no step" in shown["stalled"]
+        text = io.StringIO()
+        render(report, Console(file=text, width=250))
+        assert "stalled: engine made no step" in text.getvalue()
         assert worker.metrics.registry.get_sample_value("inferq_worker_stalled", {"model": "m"})
         assert await status_is(store, record.id, JobStatus.RUNNING), "kept while only stalled"
         await wait_until(lambda: asyncio.sleep(0, worker.failure is not None), 10, "a verdict")
@@ -230,3 +238,36 @@ async def test_busy_healthy_worker_is_left_alone(
         assert worker.failure is None and worker.watchdog.probes_ok >= 3
     probes = [rid for rid in engine.finished if rid.startswith("probe-")]
     assert len(probes) == worker.watchdog.probes_ok and PROBE_PRIORITY < 0
+
+
+async def test_limit_allows_a_large_prefill_at_the_rate_the_engine_has_shown() -> None:
+    engine = ScriptedEngine(token_delay_s=0.3)
+    settings = WorkerSettings(stall_s=1.0, hang_s=40.0)
+
+    async def no_peers() -> int:
+        return 0
+
+    watchdog = Watchdog(engine, lambda: Load(0.0, 0), lambda _: None, settings, peers=no_peers)
+
+    async def run(prompt: str) -> None:
+        request = EngineRequest(prompt[:8], prompt, SamplingParams(max_tokens=2))
+        async for _ in engine.generate(request):
+            pass
+
+    long_prompt = " ".join(["word"] * 2 * LARGE_PREFILL)
+    first = asyncio.create_task(run(long_prompt))
+    await asyncio.sleep(0.1)
+    assert engine.prefill_tokens() == 2 * LARGE_PREFILL
+    assert watchdog.limit_s() == settings.hang_s, "a large prefill at a rate not seen yet"
+    await first
+    per_token = engine.steps.prefill_s_per_token()
+    assert per_token is not None and per_token >= 0.3 / (2 * LARGE_PREFILL)
+    second = asyncio.create_task(run(" ".join(["again"] + [long_prompt] * 4)))  # 4x the prefill
+    await asyncio.sleep(0.1)
+    pending = engine.prefill_tokens()
+    expected = settings.stall_pace_factor * per_token * pending
+    assert pending > 4 * 2 * LARGE_PREFILL and expected > settings.stall_pace_factor * 0.3 * 3.9
+    assert watchdog.limit_s() == expected < settings.hang_s
+    await second
+    assert engine.prefill_tokens() == 0
+    assert watchdog.limit_s() == settings.stall_pace_factor * engine.steps.pace_s()
