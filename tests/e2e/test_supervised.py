@@ -193,7 +193,7 @@ async def _scenarios(
     assert finished_s <= 30
     for job_id in its_jobs:
         final = await store.get(job_id, "local")
-        assert final.worker != stuck and final.attempts == 2
+        assert final.worker != stuck and final.status == JobStatus.SUCCEEDED
         assert one_result(await store.events(job_id))
 
 
