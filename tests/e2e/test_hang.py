@@ -21,7 +21,7 @@ from workers.engines.vllm import VllmEngine
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 HOG_S = 25.0
-JOBS = 48
+JOBS = 32
 # A floor far below the default (20 s), so that a false verdict would show within the hog.
 WATCHFUL = WorkerSettings(
     unit_budget=100.0, stall_s=3.0, hang_s=30.0, probe_every_s=1.0, probe_timeout_s=3.0
