@@ -31,8 +31,9 @@ import subprocess
 import tempfile
 from typing import Any
 
-from bench.pipeline_sides import Run, drive, inferq_stack, vllm_server
+from bench.pipeline_sides import Run, Side, drive, inferq_stack, vllm_server
 from bench.sides import percentile
+from bench.watch import main_or_fail
 from bench.workload import ATTRIBUTION, PromptMaker, Scale, dump, mixed_set, throughput_set
 from queueing.catalogue import Catalogue
 from queueing.server import port_is_free
@@ -78,11 +79,17 @@ def _mixed_figures(run: Run) -> dict[str, float]:
     }
 
 
-def _http_side(base: str, work: Any, mixed: Any, warm: Any, repeats: int) -> dict[str, Any]:
-    asyncio.run(drive(base, warm))
-    runs = [asyncio.run(drive(base, work)).tok_s for _ in range(repeats)]
-    asyncio.run(drive(base, warm))
-    mixed_run = asyncio.run(drive(base, mixed))
+def _http_side(side: Side, work: Any, mixed: Any, warm: Any, repeats: int) -> dict[str, Any]:
+    """Warm up, time the throughput set ``repeats`` times, then the mixed burst; a process
+    of the side that dies or steps aside ends the bench (``BenchFailed``)."""
+
+    def run(requests: Any) -> Run:
+        return asyncio.run(side.watch.guard(drive(side.base, requests)))
+
+    run(warm)
+    runs = [run(work).tok_s for _ in range(repeats)]
+    run(warm)
+    mixed_run = run(mixed)
     return {
         "tok_s": round(statistics.median(runs), 1),
         "runs": [round(r, 1) for r in runs],
@@ -119,14 +126,14 @@ def main() -> None:
         runs = ", ".join(f"{r:.1f}" for r in offline["runs"])
         print(f"(a) offline LLM.generate: {offline['tok_s']:.1f} tok/s ({runs})", flush=True)
 
-        with vllm_server(config, _port(18100), tmpdir) as base:
-            serve = _http_side(base, work, mixed, warm, args.repeats)
+        with vllm_server(config, _port(18100), tmpdir) as side:
+            serve = _http_side(side, work, mixed, warm, args.repeats)
         print(f"(b) vllm serve: {serve}", flush=True)
 
         with inferq_stack(
             _port(18200), _port(18300), args.unit_budget, tmpdir / "valkey", tmpdir
-        ) as base:
-            inferq = _http_side(base, work, mixed, warm, args.repeats)
+        ) as side:
+            inferq = _http_side(side, work, mixed, warm, args.repeats)
         print(f"(c) inferq: {inferq}", flush=True)
 
     result = {
@@ -162,4 +169,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_or_fail(main)

@@ -18,6 +18,7 @@ import httpx
 import redis
 
 from bench.pipeline_engine import serve_flags
+from bench.watch import Watch, Watched
 from bench.workload import Request
 from queueing import keys
 from queueing.server import EmbeddedValkey
@@ -104,16 +105,25 @@ def _stop(*procs: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+@dataclass(frozen=True)
+class Side:
+    """A started side: where to send requests, and what to watch while they run."""
+
+    base: str
+    watch: Watch
+
+
 @contextlib.contextmanager
-def vllm_server(config: VllmConfig, port: int, logs: Path) -> Iterator[str]:
+def vllm_server(config: VllmConfig, port: int, logs: Path) -> Iterator[Side]:
     """``python -m vllm.entrypoints.openai.api_server`` with the shared engine settings."""
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *serve_flags(config)]
     argv += ["--served-model-name", MODEL, "--host", "127.0.0.1", "--port", str(port)]
-    proc = _spawn(argv, {}, logs / "vllm-serve.log")
+    log = logs / "vllm-serve.log"
+    proc = _spawn(argv, {}, log)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_http(f"{base}/health", proc, "vllm serve")
-        yield base
+        yield Side(base, Watch([Watched("vllm serve", proc, log)]))
     finally:
         _stop(proc)
 
@@ -121,22 +131,28 @@ def vllm_server(config: VllmConfig, port: int, logs: Path) -> Iterator[str]:
 @contextlib.contextmanager
 def inferq_stack(
     port: int, redis_port: int, unit_budget: float, data: Path, logs: Path
-) -> Iterator[str]:
+) -> Iterator[Side]:
     """Embedded Valkey, ``inferq api`` and one ``inferq worker`` (its engine as the worker
-    configures it, which :func:`serve_flags` copies for the other sides)."""
+    configures it, which :func:`serve_flags` copies for the other sides), watched: the
+    worker's heartbeat must not say stalled, and neither process may exit."""
     with EmbeddedValkey(data, redis_port) as valkey:
         env = {
             "INFERQ_REDIS__URL": valkey.url,
             "INFERQ_API__PORT": str(port),
             "INFERQ_WORKER__UNIT_BUDGET": str(unit_budget),
         }
-        api = _spawn([sys.executable, "-m", "inferq", "api"], env, logs / "inferq-api.log")
-        worker = _spawn([sys.executable, "-m", "inferq", "worker"], env, logs / "inferq-worker.log")
+        api_log, worker_log = logs / "inferq-api.log", logs / "inferq-worker.log"
+        api = _spawn([sys.executable, "-m", "inferq", "api"], env, api_log)
+        worker = _spawn([sys.executable, "-m", "inferq", "worker"], env, worker_log)
         base = f"http://127.0.0.1:{port}"
+        watched = [
+            Watched("inferq worker", worker, worker_log),
+            Watched("inferq api", api, api_log),
+        ]
         try:
             _wait_http(f"{base}/readyz", api, "inferq api")
             _wait_worker(valkey.url, worker)
-            yield base
+            yield Side(base, Watch(watched, valkey.url))
         finally:
             _stop(worker, api)
 

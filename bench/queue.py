@@ -27,6 +27,7 @@ import redis
 
 from bench import queue_arq, queue_inferq
 from bench.sides import Plan, Report, percentile, run_side
+from bench.watch import main_or_fail
 from queueing.server import EmbeddedValkey, port_is_free
 
 
@@ -205,4 +206,4 @@ def _print(
 
 
 if __name__ == "__main__":
-    main()
+    main_or_fail(main)

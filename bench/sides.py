@@ -16,7 +16,10 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 import uvloop
 
+from bench.watch import BenchFailed
+
 Report = dict[str, Any]
+_POLL_S = 0.5
 _T = TypeVar("_T")
 
 
@@ -55,7 +58,8 @@ def _child(role: Role, name: str, plan: Plan, barrier: Barrier, out: Any) -> Non
 
 
 def run_side(plan: Plan, roles: Sequence[tuple[str, Role]], timeout_s: float) -> dict[str, Report]:
-    """Start one process per role, wait for their reports, and fail loudly if any failed."""
+    """Start one process per role, wait for their reports, and fail loudly if any failed:
+    a process killed or crashed (no report, a non-zero exit) ends the side within a second."""
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(len(roles), timeout=timeout_s)
     out = ctx.Queue()
@@ -65,10 +69,22 @@ def run_side(plan: Plan, roles: Sequence[tuple[str, Role]], timeout_s: float) ->
     ]
     for proc in procs:
         proc.start()
+    reports: dict[str, Report] = {}
+    deadline = time.monotonic() + timeout_s
     try:
-        reports = dict(out.get(timeout=timeout_s) for _ in procs)
-    except Empty:
-        raise RuntimeError(f"a bench process did not report within {timeout_s:g} s") from None
+        while len(reports) < len(procs):
+            try:
+                name, report = out.get(timeout=_POLL_S)
+                reports[name] = report
+                continue
+            except Empty:
+                pass
+            for (name, _), proc in zip(roles, procs, strict=True):
+                if name not in reports and proc.exitcode not in (None, 0):
+                    barrier.abort()
+                    raise BenchFailed(f"bench process {name} exited with status {proc.exitcode}")
+            if time.monotonic() > deadline:
+                raise BenchFailed(f"a bench process did not report within {timeout_s:g} s")
     finally:
         for proc in procs:
             proc.join(5)

@@ -60,7 +60,8 @@ async def read_status(url: str, models: Iterable[str], settings: QueueSettings) 
 
 
 async def _processes(client: Client) -> list[dict[str, Any]]:
-    """API processes and workers, with ``health`` ok while their alive key exists."""
+    """API processes and workers: ``health`` is stale once the alive key expired, else what
+    the process says (a worker whose engine stopped stepping says stalled, and why)."""
     apis: dict[str, str] = await client.hgetall(keys.API_PROCESSES)
     workers: dict[str, str] = await client.hgetall(keys.WORKERS)
     names = [("api", name) for name in sorted(apis)] + [("worker", n) for n in sorted(workers)]
@@ -72,7 +73,8 @@ async def _processes(client: Client) -> list[dict[str, Any]]:
     processes: list[dict[str, Any]] = []
     for (kind, name), up in zip(names, alive, strict=True):
         entry = json.loads(apis[name] if kind == "api" else workers[name])
-        process: dict[str, Any] = {"kind": kind, "id": name, "health": "ok" if up else "stale"}
+        said = entry.pop("health", "ok")
+        process: dict[str, Any] = {"kind": kind, "id": name, "health": said if up else "stale"}
         if kind == "worker":
             last = float(entry.get("last_progress") or 0)
             entry["since_progress_s"] = round(now - last, 1) if last else None
@@ -96,6 +98,9 @@ def render(report: dict[str, Any], console: Console) -> None:
             console.print(line, markup=False, soft_wrap=True)
 
 
+_HEALTH = {"ok": "[green]ok[/]", "stalled": "[yellow]stalled[/]", "stale": "[red]stale[/]"}
+
+
 def _process_table(processes: list[dict[str, Any]]) -> Table:
     table = Table(title="Processes")
     for column in ("kind", "id", "health", "model", "pid"):
@@ -103,7 +108,9 @@ def _process_table(processes: list[dict[str, Any]]) -> Table:
     for column in ("units", "jobs", "tok/s", "progress"):
         table.add_column(column, justify="right")
     for p in processes:
-        health = "[green]ok[/]" if p["health"] == "ok" else "[red]stale[/]"
+        health = _HEALTH.get(p["health"], p["health"])
+        if p.get("stalled"):
+            health += f": {p['stalled']}"
         fields = ("model", "pid", "in_flight_units", "in_flight_jobs", "tokens_per_s")
         cells = ["-" if p.get(f) is None else str(p[f]) for f in fields]
         since = p.get("since_progress_s")

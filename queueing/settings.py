@@ -65,12 +65,18 @@ class WorkerSettings(BaseModel):
     """A worker's budget, loop timing and health checks.
 
     ``unit_budget`` unset means: the budget ``inferq calibrate`` stored for ``replica``
-    (this machine, by default).
+    (this machine, by default). The hang watchdog: no engine step for longer than
+    ``stall_s`` (or ``stall_pace_factor`` times the engine's recent step time, if longer)
+    while it has work makes the worker stop claiming; ``hang_s`` without a step, a probe
+    error, or (when another healthy worker serves the model) a probe unanswered for
+    ``probe_timeout_s`` while stalled makes it give its jobs back and exit.
     """
 
     unit_budget: float | None = None
     replica: str = Field(default_factory=socket.gethostname)
     stall_s: float = 20.0
+    stall_pace_factor: float = 5.0
+    hang_s: float = 120.0
     probe_every_s: float = 5.0
     probe_timeout_s: float = 20.0
     block_ms: int = 1_000

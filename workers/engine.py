@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from queueing.schemas import SamplingParams, TokenLogprob, ToolCall
+from workers.steps import StepClock
 
 
 @dataclass(frozen=True)
@@ -55,4 +56,17 @@ class Engine(Protocol):
 
     async def abort(self, request_id: str) -> None:
         """Stop a running request now."""
+        ...
+
+    @property
+    def steps(self) -> StepClock:
+        """The engine's steps so far (every step that produced output counts)."""
+        ...
+
+    def prefill_tokens(self) -> int:
+        """Prompt tokens still to prefill that the engine's next step may take on."""
+        ...
+
+    def alive(self) -> bool:
+        """False once the engine itself is gone (its process died, its loop failed)."""
         ...

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -29,10 +30,6 @@ class Progress:
     def note(self, tokens: int) -> None:
         """Count ``tokens`` new output tokens."""
         self.tokens += tokens
-        self.last_progress = time.time()
-
-    def answered(self) -> None:
-        """The engine answered (a probe): progress, though no job got a token."""
         self.last_progress = time.time()
 
     def tokens_per_s(self) -> float:
@@ -62,11 +59,13 @@ def heartbeat(
     progress: Progress,
     load: Callable[[], Load],
     metrics_url: str | None,
+    health: Callable[[], Mapping[str, object]],
 ) -> Presence:
     """The worker's presence: ``iq:hb:{worker}`` alive for 5 s, its status in ``iq:workers``
-    refreshed every second (load, token rate, last progress, model, pid, metrics URL)."""
+    refreshed every second (load, token rate, last progress, model, pid, metrics URL, and
+    what ``health()`` says: see :meth:`workers.loop.Worker.health`)."""
 
-    def status() -> dict[str, float | int | str]:
+    def status() -> dict[str, object]:
         current = load()
         return {
             "in_flight_units": round(current.units, 4),
@@ -76,8 +75,26 @@ def heartbeat(
             "model": model,
             "pid": os.getpid(),
             "metrics_url": metrics_url or "",
+            **health(),
         }
 
     return Presence(
         client, keys.WORKERS, worker, keys.heartbeat(worker), status, interval_s=1.0, ttl_s=5
     )
+
+
+async def healthy_peers(client: aioredis.Redis, model: str, me: str) -> int:
+    """Other workers serving ``model`` whose heartbeat is alive and who are not stalled."""
+    entries: dict[str, str] = await client.hgetall(keys.WORKERS)
+    candidates = []
+    for name, raw in entries.items():
+        entry = json.loads(raw)
+        if name != me and entry.get("model") == model and entry.get("health", "ok") == "ok":
+            candidates.append(name)
+    if not candidates:
+        return 0
+    async with client.pipeline(transaction=False) as pipe:
+        for name in candidates:
+            pipe.exists(keys.heartbeat(name))
+        alive: list[int] = await pipe.execute()
+    return sum(alive)

@@ -19,8 +19,9 @@ from queueing.settings import QueueSettings, Settings, WorkerSettings
 from queueing.subscriber import ShardedSubscriber
 from queueing.workqueue import ClaimedJob, WorkQueue
 from workers.calibration import budget_for
+from workers.calibration import load as load_calibration
 from workers.engine import Engine
-from workers.heartbeat import Load, Progress, heartbeat
+from workers.heartbeat import Load, Progress, healthy_peers, heartbeat
 from workers.jobrun import JobRun, JobRunner
 from workers.metrics import WorkerMetrics
 from workers.watchdog import Watchdog
@@ -43,8 +44,11 @@ class Worker:
     One sharded subscription brings wake notifications (new work in a partition of the
     model) and cancel requests for running jobs. ``burst`` exits once the model's queues are
     empty and nothing is in flight. :meth:`stop` stops claiming; in-flight jobs get
-    ``grace_s`` to finish and are then aborted and released. When the watchdog finds the
-    engine stalled, the worker gives its jobs back at once and :attr:`failure` says why.
+    ``grace_s`` to finish and are then aborted and released. While the watchdog finds the
+    engine stalled, the worker claims nothing; when it finds the engine hung or dead, the
+    worker gives its jobs back at once and :attr:`failure` says why. ``units_per_s`` (this
+    replica's calibrated capacity) tells the watchdog the prefill rate before the engine has
+    shown its own.
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class Worker:
         grace_s: float = 30.0,
         claim_batch: int = 8,
         unit_budget: float | None = None,
+        units_per_s: float | None = None,
     ) -> None:
         self.client = client
         self.spec = spec
@@ -71,11 +76,20 @@ class Worker:
         self.grace_s = grace_s
         self.claim_batch = claim_batch
         self.budget = unit_budget or worker_settings.unit_budget or DEFAULT_UNIT_BUDGET
+        self.engine = engine
         self.max_jobs = max(1, engine.slots - 1)
         self.failure: str | None = None
+        self._kick = asyncio.Event()
         self.runs: dict[str, JobRun] = {}
         self.progress = Progress()
-        self.metrics = WorkerMetrics(spec.name, self.progress, self.load, self.budget)
+        self.metrics = WorkerMetrics(
+            spec.name,
+            self.progress,
+            self.load,
+            self.budget,
+            engine.steps,
+            self._stalled,
+        )
         self.runner = JobRunner(
             self.queue, engine, worker_settings, self.progress, self.metrics.job_finished
         )
@@ -86,18 +100,17 @@ class Worker:
         )
         self.watchdog = Watchdog(
             engine,
-            self.progress,
             self.load,
             self.fail,
-            stall_s=worker_settings.stall_s,
-            probe_every_s=worker_settings.probe_every_s,
-            probe_timeout_s=worker_settings.probe_timeout_s,
+            worker_settings,
+            peers=lambda: healthy_peers(client, spec.name, self.consumer),
+            prompt_s_per_token=(spec.prompt_weight / 1000 / units_per_s if units_per_s else None),
+            on_change=self._kick.set,
         )
         lease_s = queue_settings.lease_ms / 1000
         self.renew_s = min(worker_settings.renew_every_ms / 1000, lease_s / 3)
         self.reclaim_s = lease_s / 2
         self._stopping = False
-        self._kick = asyncio.Event()
         self._hurry = asyncio.Event()
         self._woken = asyncio.Event()
         self._cancelling: set[asyncio.Task[None]] = set()
@@ -105,6 +118,24 @@ class Worker:
     def load(self) -> Load:
         """Units and jobs in flight now."""
         return Load(sum(r.units for r in self.runs.values()), len(self.runs))
+
+    def _stalled(self) -> bool:
+        return self.watchdog.stalled is not None
+
+    def health(self) -> dict[str, object]:
+        """For the heartbeat: ok or stalled (and why), engine steps, recent step time."""
+        steps = self.engine.steps
+        stalled = self.watchdog.stalled
+        fields: dict[str, object] = {
+            "health": "stalled" if stalled else "ok",
+            "stalled": stalled or "",
+            "engine_steps": steps.count,
+            "step_s": round(steps.pace_s(), 3),
+        }
+        if steps.last_at:
+            last_step = time.time() - (time.monotonic() - steps.last_at)
+            fields["last_progress"] = max(self.progress.last_progress, last_step)
+        return fields
 
     def stop(self) -> None:
         """Stop claiming and wind down (safe from a signal handler); twice: abort now."""
@@ -127,7 +158,13 @@ class Worker:
         await self.queue.ensure_groups()
         metrics_url = self.metrics.start(self.settings.metrics_host, self.settings.metrics_port)
         presence = heartbeat(
-            self.client, self.consumer, self.spec.name, self.progress, self.load, metrics_url
+            self.client,
+            self.consumer,
+            self.spec.name,
+            self.progress,
+            self.load,
+            metrics_url,
+            self.health,
         )
         tasks = [
             asyncio.create_task(self.notices.run(), name="notices"),
@@ -156,7 +193,7 @@ class Worker:
             load = self.load()
             room = self.budget - load.units
             idle = load.jobs == 0
-            if self._full(load) and not idle:
+            if self.watchdog.stalled or (self._full(load) and not idle):
                 await self._wait(for_work=False)
                 continue
             self._woken.clear()  # a wake from now on means work that this claim may miss
@@ -242,7 +279,7 @@ class Worker:
             await self._on_cancel(job_id)
 
     async def _reclaim(self) -> None:
-        if self._stopping:
+        if self._stopping or self.watchdog.stalled:
             return
         load = self.load()
         if load.jobs and self._full(load):
@@ -296,6 +333,7 @@ async def run_worker(
     """
     client = await connect(url, blocking=True)
     budget = await budget_for(client, spec.name, settings.worker)
+    calibration = await load_calibration(client, spec.name, settings.worker.replica)
     worker = Worker(
         client,
         spec,
@@ -306,6 +344,7 @@ async def run_worker(
         burst=burst,
         grace_s=grace_s,
         unit_budget=budget,
+        units_per_s=calibration.units_per_s if calibration else None,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -18,20 +18,30 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from queueing.processes import advertised_url
 from workers.heartbeat import Load, Progress
+from workers.steps import StepClock
 
 OUTCOMES = ("succeeded", "failed", "cancelled", "released")
 
 
 class _Live:
-    """Values read from the worker at scrape time: load, tokens, token rate, budget."""
+    """Values read from the worker at scrape time: load, tokens, token rate, budget, and the
+    engine's steps, recent step time and whether the watchdog finds it stalled."""
 
     def __init__(
-        self, model: str, progress: Progress, load: Callable[[], Load], unit_budget: float
+        self,
+        model: str,
+        progress: Progress,
+        load: Callable[[], Load],
+        unit_budget: float,
+        steps: StepClock,
+        stalled: Callable[[], bool],
     ) -> None:
         self.model = model
         self.progress = progress
         self.load = load
         self.unit_budget = unit_budget
+        self.steps = steps
+        self.stalled = stalled
 
     def collect(self) -> Iterator[Metric]:
         """The gauges and the token counter, as they are now."""
@@ -41,6 +51,12 @@ class _Live:
             ("inferq_worker_inflight_jobs", "Jobs in flight on this worker", load.jobs),
             ("inferq_worker_tokens_per_second", "Output tokens per second", rate),
             ("inferq_worker_unit_budget", "Units this worker may hold in flight", self.unit_budget),
+            ("inferq_worker_step_seconds", "Longest recent engine step", self.steps.pace_s()),
+            (
+                "inferq_worker_stalled",
+                "1 while the engine makes no step and the worker claims nothing",
+                float(self.stalled()),
+            ),
         ]
         for name, doc, value in values:
             gauge = GaugeMetricFamily(name, doc, labels=["model"])
@@ -51,6 +67,11 @@ class _Live:
         )
         tokens.add_metric([self.model], self.progress.tokens)
         yield tokens
+        steps = CounterMetricFamily(
+            "inferq_worker_engine_steps", "Engine steps that produced output", labels=["model"]
+        )
+        steps.add_metric([self.model], self.steps.count)
+        yield steps
 
 
 class WorkerMetrics:
@@ -65,12 +86,14 @@ class WorkerMetrics:
         progress: Progress,
         load: Callable[[], Load],
         unit_budget: float,
+        steps: StepClock,
+        stalled: Callable[[], bool],
     ) -> None:
         # No ``_created`` series beside every counter (a process-wide switch).
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.model = model
         self.registry = CollectorRegistry()
-        self.registry.register(_Live(model, progress, load, unit_budget))
+        self.registry.register(_Live(model, progress, load, unit_budget, steps, stalled))
         self.jobs = Counter(
             "inferq_worker_jobs_finished",
             "Jobs that left this worker, by outcome",

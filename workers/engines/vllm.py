@@ -9,6 +9,7 @@ from typing import Any
 
 from workers.engine import EngineDelta, EngineError, EngineRequest
 from workers.engines.vllm_output import ToolCallReader, token_logprobs, vllm_sampling
+from workers.steps import StepClock
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class VllmEngine:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        from workers.engines.vllm_steps import step_logger_factory
+
         args = AsyncEngineArgs(
             model=str(config.model),
             max_model_len=config.max_model_len,
@@ -43,14 +46,33 @@ class VllmEngine:
             max_num_seqs=config.max_num_seqs,
             dtype=config.dtype,
         )
-        self._engine: Any = AsyncLLM.from_engine_args(args)
+        self._steps = StepClock()
+        self._engine: Any = AsyncLLM.from_engine_args(
+            args, stat_loggers=[step_logger_factory(self._steps, self.prefill_tokens)]
+        )
         self._slots = config.max_num_seqs
         self._tools = ToolCallReader(self._engine.get_tokenizer())
+        self._step_tokens = int(self._engine.vllm_config.scheduler_config.max_num_batched_tokens)
 
     @property
     def slots(self) -> int:
         """``max_num_seqs``: vLLM runs this many requests at once."""
         return self._slots
+
+    @property
+    def steps(self) -> StepClock:
+        """Every engine step, as vLLM's output handler reports it (see ``vllm_steps``)."""
+        return self._steps
+
+    def prefill_tokens(self) -> int:
+        """Prompt tokens of requests still in prefill, at most one step's worth
+        (``max_num_batched_tokens``: vLLM prefills in chunks of that size)."""
+        queued = int(self._engine.output_processor.get_num_queued_tokens())
+        return min(queued, self._step_tokens)
+
+    def alive(self) -> bool:
+        """False once the engine core process died or the output handler failed."""
+        return not self._engine.errored
 
     def running(self) -> int:
         """Requests the engine holds now (waiting or running)."""
@@ -64,6 +86,7 @@ class VllmEngine:
         p = request.params
         sampling = vllm_sampling(p, deltas=request.deltas and p.tool_parsing is None)
         completion_tokens = 0
+        self._steps.work_arrived()
         try:
             async for out in self._engine.generate(
                 request.prompt, sampling, request.request_id, priority=request.priority
