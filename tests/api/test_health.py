@@ -68,7 +68,9 @@ async def test_not_ready_when_the_queue_server_is_gone(
     try:
         async with api_client(api_settings, server.url) as client:
             beat = await connect(server.url)
-            await heartbeat(beat, "w", spec.name, Progress(), lambda: Load(0.0, 0), None).beat()
+            await heartbeat(
+                beat, "w", spec.name, Progress(), lambda: Load(0.0, 0), None, lambda: {}
+            ).beat()
             await beat.aclose()
             assert (await client.get("/readyz")).status_code == 200
             server.stop()

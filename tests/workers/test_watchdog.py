@@ -98,7 +98,7 @@ async def test_engine_that_stops_stepping_is_caught_within_the_floor_in_two_step
             return raw is not None and json.loads(raw)["health"] == "stalled"
 
         await wait_until(says_stalled, 3, "the heartbeat to say stalled")
-        report = await read_status(queue_url, [])
+        report = await read_status(queue_url, [], queue_settings)
         (shown,) = report["processes"]
         assert shown["health"] == "stalled" and "no step" in shown["stalled"]
         text = io.StringIO()
