@@ -61,6 +61,11 @@ class QueueCluster(RedisCluster):  # type: ignore[misc]  # redis is untyped here
     def __init__(self, *args: Any, max_connections: int = 64, **kwargs: Any) -> None:
         super().__init__(*args, max_connections=max_connections, **kwargs)
         self.gate = asyncio.Semaphore(max_connections)
+        options = self.nodes_manager.connection_kwargs
+        if options.get("connection_class") is aioredis.Connection:  # not TLS: pack in C
+            options["connection_class"] = HiredisConnection
+            for node in self.nodes_manager.startup_nodes.values():
+                node.connection_class = HiredisConnection
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:

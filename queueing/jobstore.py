@@ -19,14 +19,16 @@ from queueing.schemas import JobRecord
 from queueing.settings import QueueSettings, RedisSettings
 
 _GROUP_COMMIT_MAX = 512  # jobs in one group commit
+_FLUSHES = 4  # group commits on the wire at once: new jobs go out while others wait for fsync
 
 
 class JobStore:
     """Durable enqueue (fsynced before it returns) and job reads.
 
-    Enqueues that arrive while one is on the wire go together in the next round trip: one
-    pipeline per node followed by one ``WAITAOF`` there, so many requests share one fsync
-    wait (a group commit).
+    Enqueues that arrive while others are on the wire go together in the next round trip:
+    one pipeline per node followed by one ``WAITAOF`` there, so many requests share one
+    fsync wait (a group commit). A few group commits may be on the wire at once, so new jobs
+    reach the queue (and the workers) while earlier ones wait for their fsync.
     """
 
     def __init__(
@@ -42,7 +44,7 @@ class JobStore:
         self.wait_aof: WaitAof | None = None
         self._shares: dict[tuple[str, str], tuple[float, float | None]] = {}
         self._pending: list[tuple[Enqueue, JobRecord, asyncio.Future[Any]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
 
     def place(self, model: str, tenant: str, idempotency_key: str | None = None) -> int:
         """The partition a new job of ``model`` goes to."""
@@ -84,8 +86,10 @@ class JobStore:
         """Store and queue ``record`` atomically; returns its id (an earlier one on replay)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((self._enqueue_call(record, idempotency_key), record, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="inferq group commit")
+        if len(self._flushing) < _FLUSHES:
+            task = asyncio.create_task(self._flush(), name="inferq group commit")
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
         accepted = self._accepted(record, await future)
         if isinstance(accepted, QueueFull):
             raise accepted

@@ -94,7 +94,8 @@ class WorkQueue:
 
     A claim goes to the partition whose best waiting job scores best in the worker's
     :class:`PartitionView` (class, then band, less ageing), bounded by the next-best
-    partition's score, so jobs leave in the order one partition would give them; the view
+    partition's score (plus ``claim_slack_ms`` of arrival time), so jobs leave in the order
+    one partition would give them, give or take that slack within a class and band; the view
     is kept by the claims' own replies, by wake notifications, and by a re-read of every
     partition's head every ``view_refresh_s`` and whenever it knows of no work.
     """
@@ -113,6 +114,7 @@ class WorkQueue:
             for p in range(self.partitions)
         ]
         self.view = PartitionView(settings.ageing_ms)
+        self._slack = settings.claim_slack_ms / settings.ageing_ms  # in score units
         self._refreshed = float("-inf")
 
     def wake_channels(self) -> list[str]:
@@ -176,7 +178,7 @@ class WorkQueue:
                 room,
                 max_count - len(claimed),
                 idle and not claimed,
-                "" if bound is None else repr(bound),
+                "" if bound is None else repr(bound + self._slack),
             )
             picked, rank, ts, stop = await fcall(self.client, call)
             self.view.set(partition, int(rank), float(ts))

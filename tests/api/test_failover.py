@@ -94,4 +94,5 @@ async def test_acknowledged_jobs_survive_a_primary_failover(
             assert kinds[-1] == "status"
     finally:
         await client.aclose()
+        await asyncio.sleep(0.2)  # redis-py's own disconnect tasks for the replaced nodes
         gc.collect()  # the leaked sockets are reported here, under this test's filters
