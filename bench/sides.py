@@ -36,6 +36,7 @@ class Plan:
     rate: float
     latency_s: float
     partitions: int = 1
+    wait_aof: bool = True  # False: skip WAITAOF, to see what the fsync wait costs
 
     @property
     def paced(self) -> int:
