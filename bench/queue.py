@@ -123,7 +123,7 @@ class Side:
         """The side's lines of the report."""
         return [
             f"  enqueue:      {self.each.describe()}",
-            f"  enqueue_many({plan.enqueue_batch}), one WAITAOF per batch and node:",
+            f"  enqueue_many({plan.enqueue_batch}), one WAITAOF (when on) per batch and node:",
             f"                {self.many.describe()}",
             f"  latency: {plan.paced:,} jobs offered at {plan.rate:g}/s, one JobStore.enqueue "
             f"each: enqueue→claim p50 {self.claim_ms(50):.2f} ms, p99 {self.claim_ms(99):.2f} ms, "

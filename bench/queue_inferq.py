@@ -154,29 +154,24 @@ class _Consumer:
         return {"finished": self.finished}
 
     async def _lane(self, target: int) -> None:
-        listening = asyncio.create_task(self.notices.run())
-        try:
-            await self.notices.subscribed.wait()
-            while self.done < target:
-                self.woken.clear()
-                jobs = await self.wq.claim(ROOM, self.plan.claim_batch, idle=True)
-                if not jobs:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.woken.wait(), 1.0)
-                    continue
-                if self.record:
-                    now = time.time()
-                    self.latencies += [now - j.record.created_at for j in jobs]
-                codes = await self.wq.complete_many(
-                    [Outcome(j, JobStatus.SUCCEEDED, result=EMPTY) for j in jobs]
-                )
-                if any(code != 1 for code in codes):
-                    raise RuntimeError(f"complete failed: {codes}")
-                self.done += len(jobs)
-            self.finished = time.monotonic()
-        finally:
-            listening.cancel()
-            await asyncio.gather(listening, return_exceptions=True)
+        await self.notices.subscribed.wait()
+        while self.done < target:
+            self.woken.clear()
+            jobs = await self.wq.claim(ROOM, self.plan.claim_batch, idle=True)
+            if not jobs:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.woken.wait(), 1.0)
+                continue
+            if self.record:
+                now = time.time()
+                self.latencies += [now - j.record.created_at for j in jobs]
+            codes = await self.wq.complete_many(
+                [Outcome(j, JobStatus.SUCCEEDED, result=EMPTY) for j in jobs]
+            )
+            if any(code != 1 for code in codes):
+                raise RuntimeError(f"complete failed: {codes}")
+            self.done += len(jobs)
+        self.finished = time.monotonic()
 
 
 async def consumer(plan: Plan, barrier: Barrier) -> Report:
@@ -185,16 +180,21 @@ async def consumer(plan: Plan, barrier: Barrier) -> Report:
     worker = _Consumer(client, plan)
     meter = Meter(client)
     await worker.wq.ensure_groups()
-    await phase(barrier)
-    await worker.run(plan.warmup)
-    settled(None)
-    await phase(barrier)
-    each = await metered(meter, worker.run(plan.n))
-    await phase(barrier)
-    many = await metered(meter, worker.run(plan.n))
-    await phase(barrier)
-    worker.record = True
-    if plan.paced:
-        await worker.run(plan.paced)
+    listening = asyncio.create_task(worker.notices.run())  # one subscription for every lane
+    try:
+        await phase(barrier)
+        await worker.run(plan.warmup)
+        settled(None)
+        await phase(barrier)
+        each = await metered(meter, worker.run(plan.n))
+        await phase(barrier)
+        many = await metered(meter, worker.run(plan.n))
+        await phase(barrier)
+        worker.record = True
+        if plan.paced:
+            await worker.run(plan.paced)
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
     await client.aclose()
     return {"each": each, "many": many, "latencies": worker.latencies}
