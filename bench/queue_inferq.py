@@ -26,20 +26,21 @@ from queueing.workqueue import Outcome, WorkQueue
 SPEC = ModelSpec(
     name="bench", path=Path("."), context_length=8192, prompt_weight=1, output_weight=1
 )
+TENANT = "bench"
 ROOM = 1e9
 EMPTY = JobResult(text="", finish_reason="stop")
 
 
-def job() -> JobRecord:
-    """A small queued job, stamped now."""
+def job(store: JobStore) -> JobRecord:
+    """A small queued job, stamped now, in the partition the store's placement picks."""
     return JobRecord(
-        id=new_job_id(0),
+        id=new_job_id(store.place(SPEC.name, TENANT)),
         model=SPEC.name,
         status=JobStatus.QUEUED,
         job_class=JobClass.STANDARD,
         estimated_units=0.05,
         created_at=time.time(),
-        tenant="bench",
+        tenant=TENANT,
         band=0,
         prompt_tokens=3,
         prompt="hello there",
@@ -47,9 +48,9 @@ def job() -> JobRecord:
     )
 
 
-def jobs(count: int) -> list[JobRecord]:
+def jobs(store: JobStore, count: int) -> list[JobRecord]:
     """``count`` fresh jobs (built before a phase, so that it times only the queue)."""
-    return [job() for _ in range(count)]
+    return [job(store) for _ in range(count)]
 
 
 async def _burst(store: JobStore, records: list[JobRecord], lanes: int, batch: int) -> Report:
@@ -73,7 +74,7 @@ async def _burst(store: JobStore, records: list[JobRecord], lanes: int, batch: i
 
 async def _submit(store: JobStore) -> float:
     """What an API request does: stamp a job (``created_at``), enqueue it; returns the ack s."""
-    record = job()
+    record = job(store)
     await store.enqueue(record)
     return time.time() - record.created_at
 
@@ -97,18 +98,18 @@ async def _paced(store: JobStore, rate: float, count: int) -> Report:
 async def producer(plan: Plan, barrier: Barrier) -> Report:
     """Enqueue with durability on (WAITAOF on the acknowledged path), as the API does."""
     client = await connect(plan.url, max_connections=plan.concurrency + 64)
-    store = JobStore(client, QueueSettings())
-    report: Report = {"wait_aof": await store.check_durability()}
+    store = JobStore(client, QueueSettings(partitions=plan.partitions))
+    report: Report = {"wait_aof": plan.wait_aof and await store.check_durability()}
     batched_lanes = max(1, plan.concurrency // plan.enqueue_batch)
     meter = Meter()
     half = plan.warmup // 2
     await phase(barrier)
-    await _burst(store, jobs(half), plan.concurrency, 1)
-    await _burst(store, jobs(plan.warmup - half), batched_lanes, plan.enqueue_batch)
-    records = settled(jobs(plan.n))
+    await _burst(store, jobs(store, half), plan.concurrency, 1)
+    await _burst(store, jobs(store, plan.warmup - half), batched_lanes, plan.enqueue_batch)
+    records = settled(jobs(store, plan.n))
     await phase(barrier)
     report["each"] = await metered(meter, _burst(store, records, plan.concurrency, 1))
-    records = settled(jobs(plan.n))
+    records = settled(jobs(store, plan.n))
     await phase(barrier)
     report["many"] = await metered(meter, _burst(store, records, batched_lanes, plan.enqueue_batch))
     del records
@@ -125,7 +126,8 @@ class _Consumer:
     def __init__(self, client: aioredis.Redis, plan: Plan) -> None:
         self.client = client
         self.plan = plan
-        self.wq = WorkQueue(client, SPEC, f"bench-{uuid.uuid4().hex[:8]}", QueueSettings())
+        settings = QueueSettings(partitions=plan.partitions)
+        self.wq = WorkQueue(client, SPEC, f"bench-{uuid.uuid4().hex[:8]}", settings)
         self.latencies: list[float] = []
         self.woken = asyncio.Event()
         self.notices = ShardedSubscriber(
@@ -152,29 +154,24 @@ class _Consumer:
         return {"finished": self.finished}
 
     async def _lane(self, target: int) -> None:
-        listening = asyncio.create_task(self.notices.run())
-        try:
-            await self.notices.subscribed.wait()
-            while self.done < target:
-                self.woken.clear()
-                jobs = await self.wq.claim(ROOM, self.plan.claim_batch, idle=True)
-                if not jobs:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.woken.wait(), 1.0)
-                    continue
-                if self.record:
-                    now = time.time()
-                    self.latencies += [now - j.record.created_at for j in jobs]
-                codes = await self.wq.complete_many(
-                    [Outcome(j, JobStatus.SUCCEEDED, result=EMPTY) for j in jobs]
-                )
-                if any(code != 1 for code in codes):
-                    raise RuntimeError(f"complete failed: {codes}")
-                self.done += len(jobs)
-            self.finished = time.monotonic()
-        finally:
-            listening.cancel()
-            await asyncio.gather(listening, return_exceptions=True)
+        await self.notices.subscribed.wait()
+        while self.done < target:
+            self.woken.clear()
+            jobs = await self.wq.claim(ROOM, self.plan.claim_batch, idle=True)
+            if not jobs:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.woken.wait(), 1.0)
+                continue
+            if self.record:
+                now = time.time()
+                self.latencies += [now - j.record.created_at for j in jobs]
+            codes = await self.wq.complete_many(
+                [Outcome(j, JobStatus.SUCCEEDED, result=EMPTY) for j in jobs]
+            )
+            if any(code != 1 for code in codes):
+                raise RuntimeError(f"complete failed: {codes}")
+            self.done += len(jobs)
+        self.finished = time.monotonic()
 
 
 async def consumer(plan: Plan, barrier: Barrier) -> Report:
@@ -183,16 +180,21 @@ async def consumer(plan: Plan, barrier: Barrier) -> Report:
     worker = _Consumer(client, plan)
     meter = Meter(client)
     await worker.wq.ensure_groups()
-    await phase(barrier)
-    await worker.run(plan.warmup)
-    settled(None)
-    await phase(barrier)
-    each = await metered(meter, worker.run(plan.n))
-    await phase(barrier)
-    many = await metered(meter, worker.run(plan.n))
-    await phase(barrier)
-    worker.record = True
-    if plan.paced:
-        await worker.run(plan.paced)
+    listening = asyncio.create_task(worker.notices.run())  # one subscription for every lane
+    try:
+        await phase(barrier)
+        await worker.run(plan.warmup)
+        settled(None)
+        await phase(barrier)
+        each = await metered(meter, worker.run(plan.n))
+        await phase(barrier)
+        many = await metered(meter, worker.run(plan.n))
+        await phase(barrier)
+        worker.record = True
+        if plan.paced:
+            await worker.run(plan.paced)
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
     await client.aclose()
     return {"each": each, "many": many, "latencies": worker.latencies}

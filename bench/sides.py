@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import uvloop
+from redis.asyncio.cluster import RedisCluster
 
 from bench.watch import BenchFailed
 
@@ -37,6 +38,8 @@ class Plan:
     max_jobs: int
     rate: float
     latency_s: float
+    partitions: int = 1
+    wait_aof: bool = True  # False: skip WAITAOF, to see what the fsync wait costs
 
     @property
     def paced(self) -> int:
@@ -101,19 +104,31 @@ async def phase(barrier: Barrier) -> None:
     await asyncio.get_running_loop().run_in_executor(None, barrier.wait)
 
 
-class Meter:
-    """CPU seconds this process and the server spent between ``start`` and ``stop``."""
+def _cpu_s(info: dict[str, Any]) -> float:
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
-    def __init__(self, client: aioredis.Redis | None = None) -> None:
+
+async def server_cpu_s(client: aioredis.Redis | RedisCluster) -> float:
+    """CPU seconds the server has used (INFO CPU, user + sys), summed over every cluster node."""
+    if isinstance(client, RedisCluster):
+        per_node: dict[str, dict[str, Any]] = await client.info(
+            "cpu", target_nodes=RedisCluster.ALL_NODES
+        )
+        return sum(_cpu_s(info) for info in per_node.values())
+    return _cpu_s(await client.info("cpu"))
+
+
+class Meter:
+    """CPU seconds this process and the server (every node of a cluster) spent between
+    ``start`` and ``stop``."""
+
+    def __init__(self, client: aioredis.Redis | RedisCluster | None = None) -> None:
         self.client = client
         self._proc = 0.0
         self._server = 0.0
 
     async def _server_cpu(self) -> float:
-        if self.client is None:
-            return 0.0
-        info: dict[str, Any] = await self.client.info("cpu")
-        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        return 0.0 if self.client is None else await server_cpu_s(self.client)
 
     async def start(self) -> None:
         """Begin a phase."""
