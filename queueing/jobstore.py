@@ -19,7 +19,7 @@ from queueing.schemas import JobRecord
 from queueing.settings import QueueSettings, RedisSettings
 
 _GROUP_COMMIT_MAX = 512  # jobs in one group commit
-_FLUSHES = 4  # group commits on the wire at once: new jobs go out while others wait for fsync
+_FLUSHES = 48  # group commits on the wire at once: new jobs go out while others wait for fsync
 
 
 class JobStore:

@@ -160,13 +160,15 @@ class WorkQueue:
     async def claim(self, room: float, max_count: int, *, idle: bool) -> list[ClaimedJob]:
         """Claim up to ``max_count`` jobs whose units fit ``room``, best class and band first.
 
-        An idle worker always gets the best job, however large, so nothing is too big to run.
+        One partition's run of the best jobs per call (a pick and a take: two round trips), so
+        they start at once; the caller claims again while it has room. An idle worker always
+        gets the best job, however large, so nothing is too big to run.
         """
         stale = time.monotonic() - self._refreshed >= self.settings.view_refresh_s
         if stale or self.view.empty:  # nothing known: re-read, should a wake have been missed
             await self.refresh()
         claimed: list[ClaimedJob] = []
-        for _ in range(self.partitions + max_count):
+        for _ in range(self.partitions):  # picks that find nothing correct the view
             now_ms = int(time.time() * 1000)  # the same clock for the bound and the pick
             ranked = self.view.ranked(now_ms)
             if not ranked or len(claimed) >= max_count:
@@ -185,8 +187,8 @@ class WorkQueue:
             jobs = await self._take(partition, _triples(picked))
             claimed += jobs
             room -= sum(job.record.estimated_units for job in jobs)
-            if stop == "room":
-                break  # the best job waiting anywhere does not fit: wait for room
+            if jobs or stop == "room":  # the best jobs now, or the best does not fit: wait
+                break
         return claimed
 
     async def _take(self, partition: int, picked: list[tuple[int, str, str]]) -> list[ClaimedJob]:

@@ -15,6 +15,7 @@ from queueing.settings import QueueSettings, Settings
 from queueing.workqueue import WorkQueue
 from tests.api.support import api_client
 from tests.conftest import free_port
+from tests.queueing.records import claim_all
 from tests.workers.support import running_worker, wait_until
 from workers.engines.scripted import ScriptedEngine
 from workers.heartbeat import Load, Progress, heartbeat
@@ -101,7 +102,7 @@ async def test_metrics(client: httpx.AsyncClient, worker: WorkQueue, spec: Model
     assert sample(lines, f'inferq_queued_units{{model="{name}"}}') > 0.5
     assert sample(lines, f'inferq_inflight_units{{model="{name}"}}') == 0
 
-    await worker.claim(100.0, 10, idle=True)
+    await claim_all(worker, 100.0, 10)
     lines = (await client.get("/metrics")).text.splitlines()
     assert sample(lines, f'inferq_queued_units{{model="{name}"}}') == 0
     assert sample(lines, f'inferq_inflight_units{{model="{name}"}}') > 0.5

@@ -20,6 +20,7 @@ from queueing.catalogue import ModelSpec
 from queueing.schemas import JobResult, JobStatus
 from queueing.workqueue import ClaimedJob, WorkQueue
 from tests.conftest import free_port
+from tests.queueing.records import claim_all
 
 CLIENTS = 1_000
 # Measured: 42-53 MiB of growth for 1,000 clients (about 50 KiB each); bound with ~2x margin.
@@ -94,7 +95,7 @@ async def listen(port: int, job_id: str, subscribed: asyncio.Event, ready: list[
 
 async def run_worker(worker: WorkQueue) -> int:
     """Claim every job and finish each with a result naming it; returns how many."""
-    claimed = await worker.claim(1e6, CLIENTS, idle=True)
+    claimed = await claim_all(worker, 1e6, CLIENTS)
 
     async def finish(job: ClaimedJob) -> None:
         await worker.emit(job, [("tokens", json.dumps({"text": "done "}))])

@@ -7,6 +7,7 @@ import time
 
 from queueing.keys import JobClass, new_job_id
 from queueing.schemas import JobRecord, JobStatus, SamplingParams
+from queueing.workqueue import ClaimedJob, WorkQueue
 from tests.conftest import PARTITIONS
 
 
@@ -32,3 +33,15 @@ def record(
         prompt="hello there",
         params=SamplingParams(max_tokens=8),
     )
+
+
+async def claim_all(wq: WorkQueue, room: float, max_count: int) -> list[ClaimedJob]:
+    """Claim again and again (as a worker with room does) until nothing more comes or fits."""
+    claimed: list[ClaimedJob] = []
+    while len(claimed) < max_count:
+        left = room - sum(job.record.estimated_units for job in claimed)
+        got = await wq.claim(left, max_count - len(claimed), idle=not claimed)
+        if not got:
+            break
+        claimed += got
+    return claimed

@@ -13,7 +13,7 @@ from queueing.schemas import JobResult, JobStatus
 from queueing.settings import QueueSettings
 from queueing.workqueue import Outcome, WorkQueue
 from tests.conftest import PARTITIONS
-from tests.queueing.records import record
+from tests.queueing.records import claim_all, record
 
 SPEC = ModelSpec(name="m", path=Path("."), context_length=100, prompt_weight=1, output_weight=1)
 
@@ -41,7 +41,7 @@ async def test_complete_many_is_one_outcome_per_job(redis_client: aioredis.Redis
     jobs = [record() for _ in range(3)]
     await store.enqueue_many(jobs)
     wq = WorkQueue(redis_client, SPEC, "w", settings)
-    claimed = await wq.claim(10.0, 10, idle=True)
+    claimed = await claim_all(wq, 10.0, 10)
     # Jobs enqueued in the same millisecond in different partitions have no order between them.
     assert sorted(c.id for c in claimed) == sorted(j.id for j in jobs)
     done = [Outcome(c, JobStatus.SUCCEEDED, result=JobResult(text=c.id)) for c in claimed]

@@ -15,7 +15,7 @@ from queueing.jobstore import JobStore
 from queueing.schemas import JobResult, JobStatus
 from queueing.settings import QueueSettings
 from queueing.workqueue import WorkQueue
-from tests.queueing.records import record
+from tests.queueing.records import claim_all, record
 
 SPEC = ModelSpec(name="m", path=Path("."), context_length=100, prompt_weight=1, output_weight=1)
 
@@ -44,7 +44,7 @@ async def test_every_call_of_a_job_lifecycle_stays_in_one_slot(
         await store.enqueue(job, idempotency_key=None)
     a = WorkQueue(redis_client, SPEC, "a", queue_settings)
     b = WorkQueue(redis_client, SPEC, "b", queue_settings)
-    held = await a.claim(10.0, 4, idle=True)
+    held = await claim_all(a, 10.0, 4)
     assert len(held) == 4
     await a.emit(held[0], [("tokens", '{"text":"x"}')])
     await a.renew(held)

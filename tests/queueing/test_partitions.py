@@ -16,7 +16,7 @@ from queueing.jobstore import JobStore
 from queueing.keys import JobClass
 from queueing.settings import QueueSettings
 from queueing.workqueue import WorkQueue
-from tests.queueing.records import record
+from tests.queueing.records import claim_all, record
 from tests.queueing.test_calls import SPEC
 
 
@@ -48,7 +48,7 @@ async def test_a_claim_takes_several_jobs_across_partitions_in_order(redis_clien
         await store.enqueue(job)
         await asyncio.sleep(0.002)
     worker = WorkQueue(redis_client, SPEC, "w", settings)
-    assert [j.id for j in await worker.claim(100.0, 8, idle=True)] == [j.id for j in jobs]
+    assert [j.id for j in await claim_all(worker, 100.0, 8)] == [j.id for j in jobs]
 
 
 async def test_the_slack_lets_one_pick_take_a_run_of_one_partition(redis_client: Client) -> None:
@@ -59,5 +59,5 @@ async def test_the_slack_lets_one_pick_take_a_run_of_one_partition(redis_client:
         await store.enqueue(job)
         await asyncio.sleep(0.002)
     worker = WorkQueue(redis_client, SPEC, "w", settings)
-    claimed = [j.id for j in await worker.claim(100.0, 4, idle=True)]
+    claimed = [j.id for j in await claim_all(worker, 100.0, 4)]
     assert claimed == [first[0].id, first[2].id, first[1].id, first[3].id]

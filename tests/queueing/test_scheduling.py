@@ -16,7 +16,7 @@ from queueing.schemas import JobStatus, SamplingParams
 from queueing.settings import QueueSettings
 from queueing.workqueue import WorkQueue
 from tests.conftest import PARTITIONS
-from tests.queueing.records import record
+from tests.queueing.records import claim_all, record
 
 SPEC = ModelSpec(name="m", path=Path("."), context_length=100, prompt_weight=1, output_weight=1)
 
@@ -31,7 +31,7 @@ async def test_class_then_band_order_without_ageing(redis_client: aioredis.Redis
     for job in (batch, dear, cheap, standard):
         await store.enqueue(job)
     wq = WorkQueue(redis_client, SPEC, "w", settings)
-    order = [c.id for c in await wq.claim(100.0, 10, idle=True)]
+    order = [c.id for c in await claim_all(wq, 100.0, 10)]
     assert order == [cheap.id, dear.id, standard.id, batch.id]
 
 
