@@ -194,7 +194,7 @@ local function take(keys, args)
   local k, a = K.iq_take, A.iq_take
   local units_key, channel, consumer = keys[k.units], keys[k.channel], args[a.consumer]
   local now, ttl, max_deliveries = args[a.now], tonumber(args[a.ttl]), tonumber(args[a.max_deliveries])
-  local taken = {}
+  local taken, moved, order, total = {}, {}, {}, 0
   for i = 0, (#keys - k.tail + 1) / 3 - 1 do
     local queue, job, ev = keys[k.tail + 3 * i], keys[k.tail + 3 * i + 1], keys[k.tail + 3 * i + 2]
     local entry_id, job_id = args[a.tail + 2 * i], args[a.tail + 2 * i + 1]
@@ -203,9 +203,11 @@ local function take(keys, args)
       ack(queue, entry_id)
     else
       local units = tonumber(cur[2] or '0')
-      if cur[1] == S_QUEUED then
-        count_queued(units_key, cur[3] .. ':' .. cur[4], -units, -1)
-        redis.call('HINCRBYFLOAT', units_key, INFLIGHT, units)
+      if cur[1] == S_QUEUED then  -- counted once per queue at the end, not per job
+        local qfield = cur[3] .. ':' .. cur[4]
+        if not moved[qfield] then moved[qfield] = {0, 0}; table.insert(order, qfield) end
+        moved[qfield][1], moved[qfield][2] = moved[qfield][1] + units, moved[qfield][2] + 1
+        total = total + units
       end
       local attempts = redis.call('HINCRBY', job, 'attempts', 1)
       if cur[5] == '1' then
@@ -226,6 +228,8 @@ local function take(keys, args)
       end
     end
   end
+  for _, qfield in ipairs(order) do count_queued(units_key, qfield, -moved[qfield][1], -moved[qfield][2]) end
+  if total > 0 then redis.call('HINCRBYFLOAT', units_key, INFLIGHT, total) end
   return taken
 end
 

@@ -25,14 +25,16 @@ def queue_url(valkey_cluster: EmbeddedCluster) -> str:
 
 
 async def test_a_job_streams_and_resumes_through_the_cluster(stack: Stack) -> None:
-    body = {"prompt": "What is the capital of France?", "params": {"max_tokens": 24}}
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    body = {"messages": question, "params": {"max_tokens": 24}}
     async with httpx.AsyncClient(base_url=stack.url, timeout=120) as http:
         job_id = (await http.post("/v1/jobs", json=body)).json()["id"]
         async with http.stream("GET", f"/v1/jobs/{job_id}/events") as first:
             everything = await read_events(first.aiter_lines())
         assert everything[-1].terminal and everything[-1].json()["status"] == "succeeded"
-        [result] = [e for e in everything if e.event == "result"]
-        assert "Paris" in result.json()["text"]
+        streamed = "".join(e.json()["text"] for e in everything if e.event == "tokens")
+        final = (await http.get(f"/v1/jobs/{job_id}")).json()
+        assert "Paris" in streamed and final["result"]["text"] == streamed
         cut = everything[2]
         headers = {"Last-Event-ID": cut.id}
         async with http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as again:

@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 from queueing.catalogue import ModelSpec
 from queueing.jobstore import JobStore
 from queueing.schemas import JobStatus
-from queueing.server import EmbeddedValkey
 from queueing.settings import QueueSettings, WorkerSettings
+from tests.conftest import PARTITIONS
 from tests.e2e.test_supervised import one_result
 from tests.workers.support import job, running_worker, wait_until
 from workers.engines.vllm import VllmEngine
@@ -40,11 +40,11 @@ def _hog(until: float) -> None:
 
 async def test_worker_under_a_cpu_hog_keeps_serving_without_stepping_aside(
     redis_client: aioredis.Redis,
-    valkey: EmbeddedValkey,
+    queue_url: str,
     vllm_engine: VllmEngine,
     spec: ModelSpec,
 ) -> None:
-    queue = QueueSettings(lease_ms=10_000)
+    queue = QueueSettings(partitions=PARTITIONS, lease_ms=10_000)
     store = JobStore(redis_client, queue)
     records = [
         job(f"{i}. {PROMPT}", max_tokens=32, units=0.05).model_copy(
@@ -62,7 +62,7 @@ async def test_worker_under_a_cpu_hog_keeps_serving_without_stepping_aside(
     stalls: list[str] = []
     paces: list[float] = []
     try:
-        async with running_worker(valkey.url, vllm_engine, queue, WATCHFUL, spec=spec) as worker:
+        async with running_worker(queue_url, vllm_engine, queue, WATCHFUL, spec=spec) as worker:
             steps_before = vllm_engine.steps.count
             for record in records:
                 await store.enqueue(record)
