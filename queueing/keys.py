@@ -16,7 +16,6 @@ from queueing.partition_tags import TAGS
 
 PREFIX = "iq"
 GROUP = "workers"
-LUA_LIBRARY = "inferq"
 MAX_PARTITIONS = len(TAGS)
 _REGISTRY = f"{PREFIX}:{{reg}}"
 WORKERS = f"{_REGISTRY}:workers"

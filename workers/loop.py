@@ -68,7 +68,6 @@ class Worker:
     ) -> None:
         self.client = client
         self.spec = spec
-        self.queue_settings = queue_settings
         self.settings = worker_settings
         self.consumer = consumer or process_name()
         self.queue = WorkQueue(client, spec, self.consumer, queue_settings)
@@ -241,7 +240,7 @@ class Worker:
             self._woken.set()
 
     async def _drained(self) -> bool:
-        figures = await read_figures(self.client, self.queue_settings, [self.spec.name])
+        figures = await read_figures(self.client, self.queue.settings, [self.spec.name])
         now = figures[self.spec.name]
         return now.queued_units <= _EPSILON and now.inflight_units <= _EPSILON
 
