@@ -16,6 +16,19 @@ from queueing.cluster import EmbeddedCluster
 from queueing.connection import QueueCluster, connect, fcall, is_cluster
 
 
+def unowned_emit(partition: int) -> Emit:
+    """An emit for a job nobody runs: the function answers 0 (not owned)."""
+    job_id = keys.new_job_id(partition)
+    return Emit(
+        job=keys.job(job_id),
+        events=keys.events(job_id),
+        channel=keys.events_channel(partition),
+        consumer="nobody",
+        job_id=job_id,
+        pairs=[],
+    )
+
+
 def test_cluster_urls_are_told_apart() -> None:
     assert is_cluster("redis+cluster://127.0.0.1:7000")
     assert is_cluster("rediss+cluster://node:7000")
@@ -32,15 +45,7 @@ async def test_fcall_is_routed_by_its_first_key_without_asking_the_server(
         raise AssertionError(f"COMMAND GETKEYS asked for {args}")
 
     monkeypatch.setattr(client.commands_parser, "get_keys", no_getkeys)
-    job_id = keys.new_job_id(3)
-    call = Emit(
-        job=keys.job(job_id),
-        events=keys.events(job_id),
-        channel=keys.events_channel(3),
-        consumer="nobody",
-        job_id=job_id,
-        pairs=[],
-    )
+    call = unowned_emit(3)
     try:
         assert await fcall(client, call) == 0  # no such running job: not owned
         many = [fcall(client, call) for _ in range(40)]  # ten times the connections
@@ -53,17 +58,9 @@ async def test_a_primary_without_the_library_gets_it_again(
     valkey_cluster: EmbeddedCluster,
 ) -> None:
     client = await connect(valkey_cluster.url)
-    job_id = keys.new_job_id(5)
-    call = Emit(
-        job=keys.job(job_id),
-        events=keys.events(job_id),
-        channel=keys.events_channel(5),
-        consumer="nobody",
-        job_id=job_id,
-        pairs=[],
-    )
+    call = unowned_emit(5)
     try:
-        node = client.get_node_from_key(keys.job(job_id))
+        node = client.get_node_from_key(call.job)
         await client.execute_command("FUNCTION", "DELETE", "inferq", target_nodes=node)
         assert await fcall(client, call) == 0
     finally:
