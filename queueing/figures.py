@@ -70,37 +70,37 @@ def _tidy(value: float) -> float:
 
 def totals(counters: list[dict[str, str]]) -> dict[str, float]:
     """Each counter summed over the partitions' units hashes."""
-    summed: dict[str, float] = {}
+    sums: dict[str, float] = {}
     for raw in counters:
         for name, value in raw.items():
-            summed[name] = _tidy(summed.get(name, 0.0) + float(value))
-    return summed
+            sums[name] = sums.get(name, 0.0) + float(value)
+    return {name: _tidy(value) for name, value in sums.items()}
 
 
 def summed(model: str, counters: list[dict[str, str]]) -> ModelFigures:
     """Figures of ``model`` from each partition's units hash."""
-    totals_ = totals(counters)
+    total = totals(counters)
     queues = []
     for job_class in JobClass:
         prefix = f"{COUNTERS['JOBS_OF']}{job_class.value}:"
-        for band in sorted(int(f.removeprefix(prefix)) for f in totals_ if f.startswith(prefix)):
+        for band in sorted(int(f.removeprefix(prefix)) for f in total if f.startswith(prefix)):
             qfield = keys.queue_field(job_class, band)
-            jobs = int(totals_.get(COUNTERS["JOBS_OF"] + qfield, 0))
-            units = _tidy(totals_.get(COUNTERS["UNITS_OF"] + qfield, 0.0))
+            jobs = int(total.get(COUNTERS["JOBS_OF"] + qfield, 0))
+            units = total.get(COUNTERS["UNITS_OF"] + qfield, 0.0)
             if jobs or units:
                 queues.append(QueueFigure(job_class, band, jobs, units))
-    finished = {status: int(totals_.get(status, 0)) for status in _FINISHED}
+    finished = {status: int(total.get(status, 0)) for status in _FINISHED}
     queued_jobs = sum(q.jobs for q in queues)
-    arrivals = int(totals_.get(COUNTERS["ARRIVALS"], 0))
+    arrivals = int(total.get(COUNTERS["ARRIVALS"], 0))
     return ModelFigures(
         model=model,
-        queued_units=_tidy(totals_.get(COUNTERS["QUEUED"], 0.0)),
+        queued_units=total.get(COUNTERS["QUEUED"], 0.0),
         queued_jobs=queued_jobs,
-        inflight_units=_tidy(totals_.get(COUNTERS["INFLIGHT"], 0.0)),
+        inflight_units=total.get(COUNTERS["INFLIGHT"], 0.0),
         # Every arrival is queued, in flight or finished (a release re-queues, not arrives).
         inflight_jobs=max(0, arrivals - queued_jobs - sum(finished.values())),
         arrivals=arrivals,
-        arrived_units=_tidy(totals_.get(COUNTERS["ARRIVED_UNITS"], 0.0)),
+        arrived_units=total.get(COUNTERS["ARRIVED_UNITS"], 0.0),
         finished=finished,
         queues=queues,
         partition_units=[_tidy(float(raw.get(COUNTERS["QUEUED"], 0))) for raw in counters],

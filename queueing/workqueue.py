@@ -113,13 +113,17 @@ class WorkQueue:
             [keys.queue(spec.name, p, c, b) for c in JobClass for b in range(spec.bands)]
             for p in range(self.partitions)
         ]
+        self._partition_of_wake = {
+            keys.wake_channel(spec.name, p): p for p in range(self.partitions)
+        }
+        self._rank_of = {qfield: rank for rank, qfield in enumerate(self.qfields)}
         self.view = PartitionView(settings.ageing_ms)
         self._slack = settings.claim_slack_ms / settings.ageing_ms  # in score units
         self._refreshed = float("-inf")
 
     def wake_channels(self) -> list[str]:
         """The sharded channels that announce new work in this model's partitions."""
-        return [keys.wake_channel(self.spec.name, p) for p in range(self.partitions)]
+        return list(self._partition_of_wake)
 
     def cancel_channels(self) -> list[str]:
         """The sharded channels that ask running jobs of these partitions to cancel."""
@@ -127,9 +131,9 @@ class WorkQueue:
 
     def woken(self, channel: str, qfield: str) -> None:
         """A wake notification: a job of ``qfield`` (class:band) is waiting in that partition."""
-        partition = self.wake_channels().index(channel)
-        if qfield in self.qfields:
-            self.view.arrived(partition, self.qfields.index(qfield), time.time() * 1000)
+        partition, rank = self._partition_of_wake.get(channel), self._rank_of.get(qfield)
+        if partition is not None and rank is not None:
+            self.view.arrived(partition, rank, time.time() * 1000)
 
     def _pick(
         self, partition: int, now_ms: int, room: float, max_count: int, idle: bool, bound: str
