@@ -116,6 +116,8 @@ class Pick(Call):
     max_count: int = arg()
     idle: int = arg()
     bound: str = arg()  # '' or the best score another partition offers
+    batch_from: int = arg()  # index of the first batch-class queue: its ageing stops there
+    batch_room: str = arg()  # '' or the units batch entries may still take (the batch share)
     qfields: Sequence[str] = arg_tail()  # class:band of each queue
 
 

@@ -8,10 +8,13 @@ import math
 class PartitionView:
     """Per partition: the queue rank (class major, band minor) and enqueue time (ms) of its
     best waiting job. A job's score is its rank less its age in ageing periods, as inside
-    one partition; the lowest score is served first."""
+    one partition; the lowest score is served first. Ranks from ``batch_from`` on (the
+    batch class) age only within their class: their score never drops below
+    ``batch_from - 0.5``, so batch work never overtakes a waiting job of a higher class."""
 
-    def __init__(self, ageing_ms: float) -> None:
+    def __init__(self, ageing_ms: float, batch_from: int | None = None) -> None:
         self.ageing_ms = ageing_ms
+        self.batch_from = batch_from
         self._best: dict[int, tuple[int, float]] = {}
 
     @property
@@ -35,7 +38,15 @@ class PartitionView:
             self._best[partition] = (rank, enqueued_ms)
 
     def _score(self, rank: int, enqueued_ms: float, now_ms: float) -> float:
-        return rank - (now_ms - enqueued_ms) / self.ageing_ms
+        score = rank - (now_ms - enqueued_ms) / self.ageing_ms
+        if self.batch_from is not None and rank >= self.batch_from:
+            return max(score, self.batch_from - 0.5)
+        return score
+
+    def above_batch_waits(self) -> bool:
+        """True when some partition's best waiting job is of a class above batch."""
+        limit = math.inf if self.batch_from is None else self.batch_from
+        return any(rank < limit for rank, _ in self._best.values())
 
     def score(self, partition: int, now_ms: float) -> float:
         """The partition's best score (infinite when nothing is known to wait there)."""

@@ -88,6 +88,12 @@ class WorkerSettings(BaseModel):
     flush_tokens: int = 16
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0  # 0: any free port (the heartbeat entry says which)
+    # Batch work (README, "Batch scheduling"): while work of a higher class waits or runs on
+    # this worker, batch jobs hold at most this share of the unit budget; when more than
+    # ``batch_preempt_units`` of higher-class work waits and does not fit, the newest batch
+    # jobs are aborted and given back to the queue (None: never).
+    batch_share_when_busy: float = Field(default=0.25, ge=0.0, le=1.0)
+    batch_preempt_units: float | None = Field(default=0.0, ge=0.0)
 
 
 class Settings(BaseSettings):

@@ -11,7 +11,7 @@ from enum import IntEnum
 from typing import Any
 
 from queueing import keys
-from queueing.calls import Complete, Emit, Pick, Reclaim, Release, Renew, Take
+from queueing.calls import COUNTERS, Complete, Emit, Pick, Reclaim, Release, Renew, Take
 from queueing.catalogue import ModelSpec
 from queueing.connection import Client, fcall, fcall_many
 from queueing.errors import ServerError, translated
@@ -117,7 +117,8 @@ class WorkQueue:
             keys.wake_channel(spec.name, p): p for p in range(self.partitions)
         }
         self._rank_of = {qfield: rank for rank, qfield in enumerate(self.qfields)}
-        self.view = PartitionView(settings.ageing_ms)
+        self.batch_from = JobClass.BATCH.rank * spec.bands  # the first batch queue's rank
+        self.view = PartitionView(settings.ageing_ms, self.batch_from)
         self._slack = settings.claim_slack_ms / settings.ageing_ms  # in score units
         self._refreshed = float("-inf")
 
@@ -136,7 +137,14 @@ class WorkQueue:
             self.view.arrived(partition, rank, time.time() * 1000)
 
     def _pick(
-        self, partition: int, now_ms: int, room: float, max_count: int, idle: bool, bound: str
+        self,
+        partition: int,
+        now_ms: int,
+        room: float,
+        max_count: int,
+        idle: bool,
+        bound: str,
+        batch_room: float | None = None,
     ) -> Pick:
         return Pick(
             units=keys.units(self.spec.name, partition),
@@ -148,6 +156,8 @@ class WorkQueue:
             max_count=max_count,
             idle=int(idle),
             bound=bound,
+            batch_from=self.batch_from,
+            batch_room="" if batch_room is None else repr(max(batch_room, 0.0)),
             qfields=self.qfields,
         )
 
@@ -161,12 +171,15 @@ class WorkQueue:
             self.view.set(partition, int(rank), float(ts))
         self._refreshed = time.monotonic()
 
-    async def claim(self, room: float, max_count: int, *, idle: bool) -> list[ClaimedJob]:
+    async def claim(
+        self, room: float, max_count: int, *, idle: bool, batch_room: float | None = None
+    ) -> list[ClaimedJob]:
         """Claim up to ``max_count`` jobs whose units fit ``room``, best class and band first.
 
         One partition's run of the best jobs per call (a pick and a take: two round trips), so
         they start at once; the caller claims again while it has room. An idle worker always
-        gets the best job, however large, so nothing is too big to run.
+        gets the best job, however large, so nothing is too big to run. Batch jobs must also
+        fit ``batch_room`` when it is given (the worker's batch share).
         """
         stale = time.monotonic() - self._refreshed >= self.settings.view_refresh_s
         if stale or self.view.empty:  # nothing known: re-read, should a wake have been missed
@@ -185,15 +198,27 @@ class WorkQueue:
                 max_count - len(claimed),
                 idle and not claimed,
                 "" if bound is None else repr(bound + self._slack),
+                batch_room,
             )
             picked, rank, ts, stop = await fcall(self.client, call)
             self.view.set(partition, int(rank), float(ts))
             jobs = await self._take(partition, _triples(picked))
             claimed += jobs
             room -= sum(job.record.estimated_units for job in jobs)
-            if jobs or stop == "room":  # the best jobs now, or the best does not fit: wait
+            if jobs or stop in ("room", "share"):  # the best jobs now, or the best does not fit
                 break
         return claimed
+
+    async def waiting_above_batch(self) -> float:
+        """Units queued in the classes above batch, summed over the partitions."""
+        qfields = [f for f in self.qfields if self._rank_of[f] < self.batch_from]
+        fields = [COUNTERS["UNITS_OF"] + f for f in qfields]
+        with translated("cannot read the queued units"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for partition in range(self.partitions):
+                    pipe.hmget(keys.units(self.spec.name, partition), fields)
+                replies: list[list[str | None]] = await pipe.execute()
+        return sum(float(value or 0) for reply in replies for value in reply)
 
     async def _take(self, partition: int, picked: list[tuple[int, str, str]]) -> list[ClaimedJob]:
         if not picked:

@@ -19,6 +19,7 @@ from workers.heartbeat import Progress
 log = logging.getLogger(__name__)
 
 SHUTDOWN_REASON = "worker shutting down"
+PREEMPTED_REASON = "preempted: work of a higher class waits; the job runs again later"
 _ABORT_TIMEOUT_S = 1.0
 
 
@@ -35,6 +36,7 @@ class JobRun:
     lost: bool = False
     cancelled: bool = False
     shutdown: bool = False
+    preempted: bool = False  # a batch job given back to make room for higher-class work
     aborted: bool = False
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -90,12 +92,19 @@ class JobRunner:
         self.on_outcome = on_outcome
 
     async def interrupt(
-        self, run: JobRun, *, lost: bool = False, cancelled: bool = False, shutdown: bool = False
+        self,
+        run: JobRun,
+        *,
+        lost: bool = False,
+        cancelled: bool = False,
+        shutdown: bool = False,
+        preempted: bool = False,
     ) -> None:
         """Mark why the run must stop and abort its engine request (once)."""
         run.lost |= lost
         run.cancelled |= cancelled
         run.shutdown |= shutdown
+        run.preempted |= preempted
         if not run.aborted:
             run.aborted = True
             try:
@@ -176,6 +185,8 @@ class JobRunner:
             log.info("job %s: dropped (lost its lease to another worker)", job.id)
         elif run.cancelled:
             await self._complete(run, JobStatus.CANCELLED, usage=usage)
+        elif reason == "abort" and run.preempted and not run.shutdown:
+            await self._release(run, PREEMPTED_REASON, graceful=True, outcome="preempted")
         elif reason == "abort":
             why = SHUTDOWN_REASON if run.shutdown else "the engine aborted the request"
             await self._release(run, why, graceful=run.shutdown)
@@ -206,9 +217,11 @@ class JobRunner:
         elif self.on_outcome is not None:
             self.on_outcome(status.value)
 
-    async def _release(self, run: JobRun, reason: str, *, graceful: bool) -> None:
+    async def _release(
+        self, run: JobRun, reason: str, *, graceful: bool, outcome: str = "released"
+    ) -> None:
         if await self.queue.release(run.job, reason, graceful=graceful) and self.on_outcome:
-            self.on_outcome("released")
+            self.on_outcome(outcome)
 
     async def _engine_failed(self, run: JobRun, exc: EngineError) -> None:
         await self.interrupt(run)
@@ -217,9 +230,9 @@ class JobRunner:
                 return
             if run.cancelled:
                 await self._complete(run, JobStatus.CANCELLED)
-            elif exc.retryable or run.shutdown:
-                log.info("job %s: retryable engine error (%s); releasing it", run.job.id, exc)
-                await self._release(run, str(exc), graceful=run.shutdown)
+            elif exc.retryable or run.shutdown or run.preempted:
+                log.info("job %s: engine error (%s); releasing it", run.job.id, exc)
+                await self._release(run, str(exc), graceful=run.shutdown or run.preempted)
             else:
                 await self._complete(run, JobStatus.FAILED, error=str(exc))
         except ServerError as err:

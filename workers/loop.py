@@ -18,6 +18,7 @@ from queueing.processes import process_name
 from queueing.settings import QueueSettings, Settings, WorkerSettings
 from queueing.subscriber import ShardedSubscriber
 from queueing.workqueue import ClaimedJob, WorkQueue
+from workers.batch_policy import BatchPolicy
 from workers.calibration import budget_for
 from workers.calibration import load as load_calibration
 from workers.engine import Engine
@@ -77,6 +78,7 @@ class Worker:
         self.budget = unit_budget or worker_settings.unit_budget or DEFAULT_UNIT_BUDGET
         self.engine = engine
         self.max_jobs = max(1, engine.slots - 1)
+        self.batch = BatchPolicy(worker_settings, self.budget, self.max_jobs)
         self.failure: str | None = None
         self._kick = asyncio.Event()
         self.runs: dict[str, JobRun] = {}
@@ -192,22 +194,45 @@ class Worker:
             load = self.load()
             room = self.budget - load.units
             idle = load.jobs == 0
-            if self.watchdog.stalled or (self._full(load) and not idle):
+            if self.watchdog.stalled:
                 await self._wait(for_work=False)
                 continue
             self._woken.clear()  # a wake from now on means work that this claim may miss
+            full = self._full(load) and not idle
             try:
-                jobs = await self.queue.claim(max(room, 0.0), self._claimable(load), idle=idle)
-                if not jobs and self.burst and idle and await self._drained():
-                    return
+                if not full:
+                    higher_waits = self.queue.view.above_batch_waits()
+                    batch_room = self.batch.batch_room(self.runs.values(), higher_waits)
+                    jobs = await self.queue.claim(
+                        max(room, 0.0), self._claimable(load), idle=idle, batch_room=batch_room
+                    )
+                    if not jobs and self.burst and idle and await self._drained():
+                        return
+                    if jobs:
+                        for job in jobs:
+                            self._start(job)
+                        continue
+                if await self._preempt():
+                    await self._wait(for_work=False)  # until a preempted job has left
+                    continue
             except ServerError as exc:
                 log.warning("claim failed: %s", exc)
                 await asyncio.sleep(_RETRY_S)
                 continue
-            for job in jobs:
-                self._start(job)
-            if not jobs:
-                await self._wait(for_work=True)
+            # Full of batch work: an arrival of higher-class work may call for preemption.
+            await self._wait(for_work=not full or self.batch.may_preempt(self.runs.values()))
+
+    async def _preempt(self) -> bool:
+        """Give the newest batch jobs back when higher-class work waits beyond the threshold
+        and does not fit (:class:`BatchPolicy`); True if any was aborted."""
+        if not (self.queue.view.above_batch_waits() and self.batch.may_preempt(self.runs.values())):
+            return False
+        waiting = await self.queue.waiting_above_batch()
+        victims = self.batch.victims(list(self.runs.values()), waiting)
+        for run in victims:
+            log.info("job %s: preempted for %.3g waiting units", run.job.id, waiting)
+            await self.runner.interrupt(run, preempted=True)
+        return bool(victims)
 
     def _full(self, load: Load) -> bool:
         """No room left: the unit budget is spent or the engine's slots are taken."""

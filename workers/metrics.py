@@ -20,7 +20,7 @@ from queueing.processes import advertised_url
 from workers.heartbeat import Load, Progress
 from workers.steps import StepClock
 
-OUTCOMES = ("succeeded", "failed", "cancelled", "released")
+OUTCOMES = ("succeeded", "failed", "cancelled", "released", "preempted")
 
 
 class _Live:

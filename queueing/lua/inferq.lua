@@ -114,14 +114,18 @@ end
 -- Deliver the partition's best entries while they fit `room`, score no worse than `bound`
 -- (the best another partition offers) and number fewer than `max_count`; an idle worker always
 -- gets the best one, however large. Score: queue rank (class major, band minor) less its age in
--- ageing periods. Returns {picked: queue index (0-based), entry id, job id, ...; the rank
+-- ageing periods; a batch entry (rank >= `batch_from`) ages only within its class, never to a
+-- score a higher class's entry has. Batch entries also fit `batch_room` ('' = no cap: the
+-- worker's batch share). Returns {picked: queue index (0-based), entry id, job id, ...; the rank
 -- (0-based, -1 when empty) and enqueue time (ms) of the best entry left; why it stopped:
--- 'count', 'empty', 'bound' or 'room'}.
+-- 'count', 'empty', 'bound', 'room' or 'share'}.
 local function pick(keys, args)
   local k, a = K.iq_pick, A.iq_pick
   local now, ageing = tonumber(args[a.now_ms]), tonumber(args[a.ageing_ms])
   local room, max_count = tonumber(args[a.room]), tonumber(args[a.max_count])
   local idle, bound = args[a.idle] == '1', tonumber(args[a.bound])
+  local batch_from, batch_room = tonumber(args[a.batch_from]), tonumber(args[a.batch_room])
+  local floor = batch_from - 0.5
   local nq = #keys - k.tail + 1
   local fields = {}
   for i = 1, nq do fields[i] = JOBS_OF .. args[a.tail + i - 1] end
@@ -136,6 +140,7 @@ local function pick(keys, args)
       local h = cursors[i] and head(cursors[i], want)
       if h then
         local score = (i - 1) - (now - h[4]) / ageing
+        if i - 1 >= batch_from and score < floor then score = floor end
         if bi == nil or score < bs then bi, bs, bh = i, score, h end
       end
     end
@@ -147,6 +152,11 @@ local function pick(keys, args)
     if i == nil then stop = 'empty' break end
     if bound and score > bound then stop = 'bound' break end
     if h[3] > room and not (idle and n == 0) then stop = 'room' break end
+    local batch = i - 1 >= batch_from
+    if batch and batch_room and h[3] > batch_room and not (idle and n == 0) then
+      stop = 'share' break
+    end
+    if batch and batch_room then batch_room = batch_room - h[3] end
     redis.call('XREADGROUP', 'GROUP', GROUP, args[a.consumer], 'COUNT', 1,
       'STREAMS', keys[k.tail + i - 1], '>')
     cursors[i].pos = cursors[i].pos + 1
