@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
 import redis.asyncio as aioredis
 
 from queueing import cost, keys
@@ -38,13 +39,16 @@ async def test_class_then_cheaper_band_without_ageing(
     assert engine.peak_running == 1, "an over-budget job runs only on an idle worker"
 
 
-async def test_ageing_lets_batch_through_never_ending_interactive_load(
-    redis_client: aioredis.Redis, queue_url: str
+@pytest.mark.parametrize("job_class", [JobClass.STANDARD, JobClass.BATCH])
+async def test_ageing_lets_standard_but_not_batch_through_never_ending_interactive_load(
+    redis_client: aioredis.Redis, queue_url: str, job_class: JobClass
 ) -> None:
+    """Ageing lifts standard work past a never-ending interactive load; batch work ages
+    only within its class, so it waits until the interactive load stops."""
     settings = QueueSettings(partitions=PARTITIONS, ageing_ms=50, lease_ms=5_000)
     store = JobStore(redis_client, settings)
-    batch = job("the batch job", job_class=JobClass.BATCH)
-    await store.enqueue(batch)
+    watched = job("the watched job", job_class=job_class)
+    await store.enqueue(watched)
     produced: list[str] = []
     backlog_seen: list[int] = []
 
@@ -62,20 +66,28 @@ async def test_ageing_lets_batch_through_never_ending_interactive_load(
     producer = asyncio.create_task(produce())
     try:
         async with running_worker(queue_url, engine, settings, ONE_AT_A_TIME):
+            if job_class is JobClass.BATCH:
+                await asyncio.sleep(1.5)  # thirty ageing periods
+                assert await status_is(store, watched.id, JobStatus.QUEUED)
+                assert len(engine.started) >= 10, "interactive work kept running"
+                producer.cancel()
             await wait_until(
-                lambda: status_is(store, batch.id, JobStatus.SUCCEEDED), 10, "the batch job"
+                lambda: status_is(store, watched.id, JobStatus.SUCCEEDED), 10, "the watched job"
             )
-            assert not producer.done(), "the interactive producer was still running"
             backlog = int((await store.unit_counters(SPEC))["n:interactive:0"])
+            assert producer.done() is (job_class is JobClass.BATCH)
     finally:
         producer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await producer
-    assert backlog > 0, "interactive work was still queued when the batch job finished"
     assert min(backlog_seen[1:]) >= 1, "the interactive queue never ran dry"
-    position = engine.started.index(batch.id)
+    position = engine.started.index(watched.id)
     assert position >= 3, "fresh interactive work went first"
     assert set(engine.started[:position]) <= set(produced)
+    if job_class is JobClass.STANDARD:
+        assert backlog > 0, "interactive work was still queued when the standard job finished"
+    else:
+        assert backlog == 0, "the batch job ran only once no interactive work waited"
 
 
 async def test_bands_route_as_estimated_and_cheaper_runs_first(
