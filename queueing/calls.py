@@ -118,6 +118,7 @@ class Pick(Call):
     bound: str = arg()  # '' or the best score another partition offers
     batch_from: int = arg()  # index of the first batch-class queue: its ageing stops there
     batch_room: str = arg()  # '' or the units batch entries may still take (the batch share)
+    batch_slots: str = arg()  # '' or how many batch entries may still be taken
     qfields: Sequence[str] = arg_tail()  # class:band of each queue
 
 

@@ -57,6 +57,20 @@ class ClaimedJob:
 
 
 @dataclass(frozen=True)
+class BatchRoom:
+    """What batch jobs may still take in a claim: units and jobs (the worker's batch share)."""
+
+    units: float
+    jobs: int
+
+    def less(self, claimed: Sequence[ClaimedJob]) -> BatchRoom:
+        """The room left once the batch jobs among ``claimed`` are counted."""
+        taken = [job for job in claimed if job.record.job_class is JobClass.BATCH]
+        units = self.units - sum(job.record.estimated_units for job in taken)
+        return BatchRoom(units, self.jobs - len(taken))
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How one claimed job ended, for :meth:`WorkQueue.complete_many`."""
 
@@ -144,7 +158,7 @@ class WorkQueue:
         max_count: int,
         idle: bool,
         bound: str,
-        batch_room: float | None = None,
+        batch_room: BatchRoom | None = None,
     ) -> Pick:
         return Pick(
             units=keys.units(self.spec.name, partition),
@@ -157,7 +171,8 @@ class WorkQueue:
             idle=int(idle),
             bound=bound,
             batch_from=self.batch_from,
-            batch_room="" if batch_room is None else repr(max(batch_room, 0.0)),
+            batch_room="" if batch_room is None else repr(max(batch_room.units, 0.0)),
+            batch_slots="" if batch_room is None else str(max(batch_room.jobs, 0)),
             qfields=self.qfields,
         )
 
@@ -172,14 +187,14 @@ class WorkQueue:
         self._refreshed = time.monotonic()
 
     async def claim(
-        self, room: float, max_count: int, *, idle: bool, batch_room: float | None = None
+        self, room: float, max_count: int, *, idle: bool, batch_room: BatchRoom | None = None
     ) -> list[ClaimedJob]:
         """Claim up to ``max_count`` jobs whose units fit ``room``, best class and band first.
 
         One partition's run of the best jobs per call (a pick and a take: two round trips), so
         they start at once; the caller claims again while it has room. An idle worker always
         gets the best job, however large, so nothing is too big to run. Batch jobs must also
-        fit ``batch_room`` when it is given (the worker's batch share).
+        fit ``batch_room`` when it is given (the worker's batch share: units and jobs).
         """
         stale = time.monotonic() - self._refreshed >= self.settings.view_refresh_s
         if stale or self.view.empty:  # nothing known: re-read, should a wake have been missed
@@ -205,6 +220,8 @@ class WorkQueue:
             jobs = await self._take(partition, _triples(picked))
             claimed += jobs
             room -= sum(job.record.estimated_units for job in jobs)
+            if batch_room is not None:
+                batch_room = batch_room.less(jobs)
             if jobs or stop in ("room", "share"):  # the best jobs now, or the best does not fit
                 break
         return claimed

@@ -115,8 +115,8 @@ end
 -- (the best another partition offers) and number fewer than `max_count`; an idle worker always
 -- gets the best one, however large. Score: queue rank (class major, band minor) less its age in
 -- ageing periods; a batch entry (rank >= `batch_from`) ages only within its class, never to a
--- score a higher class's entry has. Batch entries also fit `batch_room` ('' = no cap: the
--- worker's batch share). Returns {picked: queue index (0-based), entry id, job id, ...; the rank
+-- score a higher class's entry has. Batch entries also fit `batch_room` units and number at
+-- most `batch_slots` ('' = no cap: the worker's batch share). Returns {picked: queue index (0-based), entry id, job id, ...; the rank
 -- (0-based, -1 when empty) and enqueue time (ms) of the best entry left; why it stopped:
 -- 'count', 'empty', 'bound', 'room' or 'share'}.
 local function pick(keys, args)
@@ -125,6 +125,7 @@ local function pick(keys, args)
   local room, max_count = tonumber(args[a.room]), tonumber(args[a.max_count])
   local idle, bound = args[a.idle] == '1', tonumber(args[a.bound])
   local batch_from, batch_room = tonumber(args[a.batch_from]), tonumber(args[a.batch_room])
+  local batch_slots = tonumber(args[a.batch_slots])
   local floor = batch_from - 0.5
   local nq = #keys - k.tail + 1
   local fields = {}
@@ -153,10 +154,12 @@ local function pick(keys, args)
     if bound and score > bound then stop = 'bound' break end
     if h[3] > room and not (idle and n == 0) then stop = 'room' break end
     local batch = i - 1 >= batch_from
-    if batch and batch_room and h[3] > batch_room and not (idle and n == 0) then
+    if batch and not (idle and n == 0) and ((batch_room and h[3] > batch_room)
+        or (batch_slots and batch_slots < 1)) then
       stop = 'share' break
     end
     if batch and batch_room then batch_room = batch_room - h[3] end
+    if batch and batch_slots then batch_slots = batch_slots - 1 end
     redis.call('XREADGROUP', 'GROUP', GROUP, args[a.consumer], 'COUNT', 1,
       'STREAMS', keys[k.tail + i - 1], '>')
     cursors[i].pos = cursors[i].pos + 1

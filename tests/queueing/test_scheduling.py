@@ -14,7 +14,7 @@ from queueing.jobstore import JobStore
 from queueing.keys import JobClass
 from queueing.schemas import JobRecord, JobStatus, SamplingParams
 from queueing.settings import QueueSettings
-from queueing.workqueue import WorkQueue
+from queueing.workqueue import BatchRoom, WorkQueue
 from tests.conftest import PARTITIONS
 from tests.queueing.records import claim_all, record
 
@@ -99,11 +99,13 @@ async def test_batch_room_caps_batch_claims_only(redis_client: aioredis.Redis) -
         await store.enqueue(job)
         await asyncio.sleep(0.002)  # distinct milliseconds: FIFO is checkable
     wq = WorkQueue(redis_client, SPEC, "w", settings)
-    first = await wq.claim(1.0, 10, idle=False, batch_room=0.25)
+    first = await wq.claim(1.0, 10, idle=False, batch_room=BatchRoom(0.25, 10))
     assert [c.id for c in first] == [standard.id, batch[0].id, batch[1].id]
-    assert await wq.claim(1.0, 10, idle=False, batch_room=0.05) == []
+    assert await wq.claim(1.0, 10, idle=False, batch_room=BatchRoom(0.05, 10)) == []
+    one = await wq.claim(1.0, 10, idle=False, batch_room=BatchRoom(10.0, 1))
+    assert [c.id for c in one] == [batch[2].id], "one batch slot left: one batch job"
     rest = await wq.claim(1.0, 10, idle=False)
-    assert [c.id for c in rest] == [batch[2].id, batch[3].id]
+    assert [c.id for c in rest] == [batch[3].id]
 
 
 async def test_room_limits_claims_and_idle_worker_takes_big_job(

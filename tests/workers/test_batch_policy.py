@@ -40,9 +40,20 @@ def test_batch_is_uncapped_while_nothing_else_waits_or_runs() -> None:
     policy = BatchPolicy(POLICY, budget=1.0, max_jobs=10)
     assert policy.batch_room(_runs(JobClass.BATCH, JobClass.BATCH), higher_waits=False) is None
     room = policy.batch_room(_runs(JobClass.BATCH, JobClass.INTERACTIVE), higher_waits=False)
-    assert room is not None and abs(room - 0.1) < 1e-9
+    assert room is not None and abs(room.units - 0.1) < 1e-9 and room.jobs == 1
     room = policy.batch_room(_runs(*[JobClass.BATCH] * 3), higher_waits=True)
-    assert room is not None and room < 0
+    assert room is not None and room.units < 0 and room.jobs == -1
+
+
+def test_the_share_counts_engine_slots_as_well_as_units() -> None:
+    policy = BatchPolicy(POLICY, budget=100.0, max_jobs=10)  # units never bind here
+    runs = _runs(JobClass.INTERACTIVE, *[JobClass.BATCH] * 4)
+    room = policy.batch_room(runs, higher_waits=True)
+    assert room is not None and room.jobs == -2
+    assert policy.may_preempt(runs)
+    assert policy.victims(runs, waiting_units=0.1) == [], "room and a slot are free already"
+    full = _runs(*[JobClass.BATCH] * 10)
+    assert policy.victims(full, waiting_units=0.1) == [full[-1]], "one slot freed"
 
 
 def test_victims_are_the_newest_batch_jobs_and_batch_keeps_its_share() -> None:
