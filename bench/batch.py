@@ -202,6 +202,7 @@ def main() -> None:
         "batch_submission": "/v1/jobs class=batch",
         "inferq_unit_budget": args.unit_budget,
         "batch_share_when_busy": settings.worker.batch_share_when_busy,
+        "batch_preempt": settings.worker.batch_preempt,
         "batch_preempt_units": settings.worker.batch_preempt_units,
     }
     print(json.dumps(result))

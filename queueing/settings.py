@@ -89,11 +89,14 @@ class WorkerSettings(BaseModel):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0  # 0: any free port (the heartbeat entry says which)
     # Batch work (README, "Batch scheduling"): while work of a higher class waits or runs on
-    # this worker, batch jobs hold at most this share of the unit budget; when more than
-    # ``batch_preempt_units`` of higher-class work waits and does not fit, the newest batch
-    # jobs are aborted and given back to the queue (None: never).
-    batch_share_when_busy: float = Field(default=0.25, ge=0.0, le=1.0)
-    batch_preempt_units: float | None = Field(default=0.0, ge=0.0)
+    # this worker (or did within ``batch_busy_hold_s``), batch jobs hold at most this share of
+    # the unit budget and engine slots; when more than ``batch_preempt_units`` of higher-class
+    # work waits, the newest batch jobs beyond the share are aborted and given back to the
+    # queue (when ``batch_preempt`` is on).
+    batch_share_when_busy: float = Field(default=0.05, ge=0.0, le=1.0)
+    batch_busy_hold_s: float = Field(default=5.0, ge=0.0)
+    batch_preempt: bool = True
+    batch_preempt_units: float = Field(default=0.0, ge=0.0)
 
 
 class Settings(BaseSettings):

@@ -1,18 +1,19 @@
 """How batch work shares a worker's engine with the classes above it: a share, and preemption.
 
-Batch work uses the capacity the other classes leave idle. While work of a higher class
-waits in the queue or runs on this worker, batch jobs may hold at most
-``batch_share_when_busy`` of the unit budget and of the engine's job slots (claims of batch
-work stop beyond it). When more than ``batch_preempt_units`` of higher-class work waits and
-does not fit the room left, the newest batch jobs beyond that share are aborted in the engine
-and given back to the queue (a graceful release: no delivery counted), so they run again
-later from the start.
+Batch work uses the capacity the other classes leave idle. While work of a higher class is
+*active* (it waits in the queue or runs on this worker, or did so within
+``batch_busy_hold_s``), batch jobs may hold at most ``batch_share_when_busy`` of the unit
+budget and of the engine's job slots: claims of batch work stop at the share. When more than
+``batch_preempt_units`` of higher-class work waits while batch holds more than its share, the
+newest batch jobs beyond the share are aborted in the engine and given back to the queue (a
+graceful release: no delivery counted), so they run again later from the start.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from queueing.keys import JobClass
 from queueing.settings import WorkerSettings
@@ -30,18 +31,33 @@ def is_batch(run: JobRun) -> bool:
 class BatchPolicy:
     """The share and preemption rules of one worker (``budget`` units, ``max_jobs`` jobs)."""
 
-    def __init__(self, settings: WorkerSettings, budget: float, max_jobs: int) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        budget: float,
+        max_jobs: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.share_units = settings.batch_share_when_busy * budget
         self.share_jobs = math.floor(settings.batch_share_when_busy * max_jobs + _EPSILON)
-        self.preempt_units = settings.batch_preempt_units
-        self.budget = budget
-        self.max_jobs = max_jobs
+        self.preempt_units = settings.batch_preempt_units if settings.batch_preempt else None
+        self.hold_s = settings.batch_busy_hold_s
+        self.clock = clock
+        self._busy_until = -math.inf
+
+    def busy(self, runs: Iterable[JobRun], higher_waits: bool) -> bool:
+        """Higher-class work waits or runs here now, or did within the hold time."""
+        now = self.clock()
+        if higher_waits or not all(is_batch(run) for run in runs):
+            self._busy_until = now + self.hold_s
+            return True
+        return now < self._busy_until
 
     def batch_room(self, runs: Iterable[JobRun], higher_waits: bool) -> BatchRoom | None:
         """What batch jobs may still be claimed for; ``None``: no cap (no higher-class work
-        waits or runs here, so batch may use the whole engine)."""
+        is active, so batch may use the whole engine)."""
         held = list(runs)
-        if not higher_waits and all(is_batch(run) for run in held):
+        if not self.busy(held, higher_waits):
             return None
         batch = [run for run in held if is_batch(run)]
         return BatchRoom(
@@ -58,20 +74,14 @@ class BatchPolicy:
         return self.preempt_units is not None and self._over_share(batch)
 
     def victims(self, runs: Iterable[JobRun], waiting_units: float) -> list[JobRun]:
-        """The newest batch runs to give back so that ``waiting_units`` of higher-class work
-        fit the budget and a slot is free; none while the waiting work is at or under the
-        threshold, and only while batch holds more than its share. ``runs`` in start order."""
+        """The batch runs to give back while ``waiting_units`` of higher-class work wait:
+        the newest first (the least work lost), until batch is back within its share; none
+        while the waiting work is at or under the threshold. ``runs`` in start order."""
         if self.preempt_units is None or waiting_units <= self.preempt_units + _EPSILON:
             return []
-        live = [run for run in runs if not run.aborted]  # aborted ones are on their way out
-        room = self.budget - sum(run.units for run in live)
-        slots = self.max_jobs - len(live)
-        batch = [run for run in live if is_batch(run)]
+        # Aborted runs are on their way out already.
+        batch = [run for run in runs if is_batch(run) and not run.aborted]
         chosen: list[JobRun] = []
         while batch and self._over_share(batch):
-            if room + _EPSILON >= waiting_units and slots >= 1:
-                break
-            run = batch.pop()  # the newest: the least work lost
-            chosen.append(run)
-            room, slots = room + run.units, slots + 1
+            chosen.append(batch.pop())
         return chosen
