@@ -12,6 +12,7 @@ from api.errors import Unauthorized
 from api.events import EventHub
 from api.metrics import Metrics
 from queueing.admission import Admission
+from queueing.batches import Batches
 from queueing.catalogue import Catalogue
 from queueing.jobstore import JobStore
 from queueing.settings import Settings
@@ -57,12 +58,19 @@ def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+def get_batches(request: Request) -> Batches:
+    """The app's batch records."""
+    batches: Batches = request.app.state.batches
+    return batches
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 AdmissionDep = Annotated[Admission, Depends(get_admission)]
 CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+BatchesDep = Annotated[Batches, Depends(get_batches)]
 
 
 def get_tenant(
