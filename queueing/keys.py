@@ -9,6 +9,7 @@ Registries off the hot path (workers, API processes, heartbeats) share one tag o
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from enum import StrEnum
 
@@ -132,3 +133,19 @@ def api_heartbeat(api: str) -> str:
 def queue_field(job_class: JobClass, band: int) -> str:
     """Field suffix of one queue inside a partition's units hash."""
     return f"{job_class.value}:{band}"
+
+
+def _tenant_files_tag(tenant: str) -> str:
+    """The hash tag shared by one tenant's file records and indexes (a digest: any name fits)."""
+    return "{f:" + hashlib.sha256(tenant.encode()).hexdigest()[:16] + "}"
+
+
+def file_record(tenant: str, file_id: str) -> str:
+    """Hash of one uploaded (or batch-made) file's metadata."""
+    return f"{PREFIX}:file:{_tenant_files_tag(tenant)}:{file_id}"
+
+
+def file_index(tenant: str, purpose: str | None = None) -> str:
+    """Sorted set of a tenant's file ids by creation time (or of one purpose's files)."""
+    index = f"{PREFIX}:files:{_tenant_files_tag(tenant)}"
+    return f"{index}:{purpose}" if purpose else index
