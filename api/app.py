@@ -20,6 +20,8 @@ from queueing.admission import Admission
 from queueing.batches import Batches
 from queueing.catalogue import Catalogue
 from queueing.connection import connect
+from queueing.files import Files
+from queueing.filestore import open_storage
 from queueing.jobstore import JobStore
 from queueing.processes import advertised_url
 from queueing.settings import Settings
@@ -74,6 +76,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             app.state.admission = Admission(catalogue, settings.default_model)
             app.state.hub = hub
             app.state.batches = Batches(client)
+            app.state.files = Files(client, open_storage(settings), settings.files)
             app.state.metrics = Metrics(CollectorRegistry())
             async with api_presence(
                 client, advertised_url(settings.api.host, settings.api.port)

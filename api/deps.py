@@ -14,6 +14,7 @@ from api.metrics import Metrics
 from queueing.admission import Admission
 from queueing.batches import Batches
 from queueing.catalogue import Catalogue
+from queueing.files import Files
 from queueing.jobstore import JobStore
 from queueing.settings import Settings
 
@@ -64,6 +65,12 @@ def get_batches(request: Request) -> Batches:
     return batches
 
 
+def get_files(request: Request) -> Files:
+    """The app's file service."""
+    files: Files = request.app.state.files
+    return files
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 AdmissionDep = Annotated[Admission, Depends(get_admission)]
@@ -71,6 +78,7 @@ CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 BatchesDep = Annotated[Batches, Depends(get_batches)]
+FilesDep = Annotated[Files, Depends(get_files)]
 
 
 def get_tenant(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -44,7 +44,7 @@ def _checked(response: httpx.Response) -> Any:
 
 @batch_app.command("submit")
 def submit(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A JSONL batch file"),
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A JSONL batch file")],
     endpoint: str = typer.Option("/v1/chat/completions", help="The lines' endpoint"),
     wait: bool = typer.Option(False, "--wait", help="Show progress until the batch ends"),
     base_url: str | None = BaseUrl,
@@ -158,7 +158,9 @@ def cancel(batch_id: str, base_url: str | None = BaseUrl, api_key: str | None = 
 @batch_app.command("download")
 def download(
     batch_id: str,
-    output: Path | None = typer.Option(None, "-o", "--output", help="Where (default: stdout)"),
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Where (default: stdout)")
+    ] = None,
     errors: bool = typer.Option(False, "--errors", help="The error file instead"),
     base_url: str | None = BaseUrl,
     api_key: str | None = ApiKey,

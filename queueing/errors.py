@@ -92,6 +92,36 @@ class EmbeddedServerError(ServerError):
     code = "embedded_server_failed"
 
 
+class FileNotFound(InferqError):
+    """No such file for this tenant."""
+
+    status = 404
+    code = "file_not_found"
+    kind = "invalid_request_error"
+
+
+class FileTooLarge(InferqError):
+    """An upload is larger than ``files.max_file_bytes``."""
+
+    status = 413
+    code = "file_too_large"
+    kind = "invalid_request_error"
+
+
+class FileMissing(InferqError):
+    """The file storage holds no object of that name."""
+
+    status = 404
+    code = "file_content_missing"
+    kind = "invalid_request_error"
+
+
+class StorageError(ServerError):
+    """The file storage cannot be reached or misbehaves."""
+
+    code = "file_storage_unavailable"
+
+
 @contextmanager
 def translated(context: str) -> Iterator[None]:
     """Turn the queue server's errors (redis-py's, or the socket's) into :class:`ServerError`.

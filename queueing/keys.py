@@ -192,3 +192,19 @@ def batch_lease(batch_id: str) -> str:
 def tenant_batches(tenant: str) -> str:
     """Sorted set of a tenant's batch ids by creation time."""
     return f"{PREFIX}:batches:{{t:{tenant}}}"
+
+
+def _tenant_files_tag(tenant: str) -> str:
+    """The hash tag shared by one tenant's file records and indexes (a digest: any name fits)."""
+    return "{f:" + hashlib.sha256(tenant.encode()).hexdigest()[:16] + "}"
+
+
+def file_record(tenant: str, file_id: str) -> str:
+    """Hash of one uploaded (or batch-made) file's metadata."""
+    return f"{PREFIX}:file:{_tenant_files_tag(tenant)}:{file_id}"
+
+
+def file_index(tenant: str, purpose: str | None = None) -> str:
+    """Sorted set of a tenant's file ids by creation time (or of one purpose's files)."""
+    index = f"{PREFIX}:files:{_tenant_files_tag(tenant)}"
+    return f"{index}:{purpose}" if purpose else index

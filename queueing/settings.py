@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from queueing.keys import MAX_PARTITIONS
@@ -109,6 +109,32 @@ class BatchSettings(BaseModel):
     max_reported_errors: int = 100  # validation errors listed in a failed batch
 
 
+class FileSettings(BaseModel):
+    """Where uploaded files (batch inputs, batch outputs) are kept, and how large they may be.
+
+    ``backend`` "local": under ``local_dir`` (unset: ``<redis.data_dir>/files``, next to the
+    embedded server's data); "s3": an S3-compatible bucket, for deployments on several
+    machines. Unset S3 keys fall back to the usual ``AWS_*`` environment variables.
+    """
+
+    backend: Literal["local", "s3"] = "local"
+    local_dir: Path | None = None
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None  # unset: AWS; set for MinIO, Ceph, R2, ...
+    s3_region: str | None = None
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    max_file_bytes: int = 512 * 1024 * 1024
+    # Purposes a user may upload with; "batch_output" files are made by inferq only.
+    purposes: tuple[str, ...] = ("batch", "vision", "user_data")
+
+    @model_validator(mode="after")
+    def _bucket_for_s3(self) -> FileSettings:
+        if self.backend == "s3" and not self.s3_bucket:
+            raise ValueError("files.s3_bucket (INFERQ_FILES__S3_BUCKET) is needed for backend s3")
+        return self
+
+
 class Settings(BaseSettings):
     """All of inferq's configuration."""
 
@@ -121,6 +147,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    files: FileSettings = Field(default_factory=FileSettings)
     # NoDecode: the environment's value reaches the validator as text, not JSON-decoded first.
     api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     models_dir: Path = Path.home() / ".cache" / "inferq" / "models"
@@ -142,3 +169,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"INFERQ_API_KEYS: {item!r} is not in the form key:tenant")
             keys[key.strip()] = tenant.strip()
         return keys
+
+    def files_dir(self) -> Path:
+        """The local backend's folder: ``files.local_dir``, else under the queue's data folder."""
+        return self.files.local_dir or self.redis.data_dir / "files"

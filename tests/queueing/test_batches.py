@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -89,7 +90,7 @@ async def test_a_lease_is_held_by_one_token_until_given_up(redis_client: aioredi
     assert await batches.lease(batch.id, "a", 0)
     assert not await batches.leased(batch.id)
     assert await batches.lease(batch.id, "b", 50)
-    time.sleep(0.1)
+    await asyncio.sleep(0.1)
     assert await batches.lease(batch.id, "c", 10_000)  # b's lapsed
 
 
