@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -257,6 +258,19 @@ class Batches:
         """Take or renew the right to advance the batch (``ttl_ms`` 0: give it up)."""
         call = Lease(lease=keys.batch_lease(batch_id), token=token, ttl_ms=ttl_ms)
         return bool(await fcall(self.client, call))
+
+    async def launch(self, batch_id: str, ttl_ms: int) -> str | None:
+        """A token to start an advance job under, unless one was started in the last
+        ``ttl_ms`` and has not begun yet (None then)."""
+        token = secrets.token_hex(8)
+        with translated("cannot launch the batch"):
+            key = keys.batch_launch(batch_id)
+            return token if await self.client.set(key, token, nx=True, px=ttl_ms) else None
+
+    async def launched(self, batch_id: str) -> None:
+        """The advance job has begun: the next one may be launched when it ends."""
+        with translated("cannot update the batch's launch"):
+            await self.client.delete(keys.batch_launch(batch_id))
 
     async def leased(self, batch_id: str) -> bool:
         """True while someone holds the batch's lease."""

@@ -189,6 +189,11 @@ def batch_lease(batch_id: str) -> str:
     return f"{PREFIX}:batch:{{{batch_id}}}:lease"
 
 
+def batch_launch(batch_id: str) -> str:
+    """Set while an arq job to advance the batch is queued and not yet started (a TTL)."""
+    return f"{PREFIX}:batch:{{{batch_id}}}:launch"
+
+
 def tenant_batches(tenant: str) -> str:
     """Sorted set of a tenant's batch ids by creation time."""
     return f"{PREFIX}:batches:{{t:{tenant}}}"

@@ -21,27 +21,35 @@ async def advance_batch(ctx: dict[str, Any], batch_id: str) -> None:
 
 
 async def sweep_batches(ctx: dict[str, Any]) -> int:
-    """Start an advance job for every active batch nobody holds; returns how many."""
+    """Start an advance job for every active batch nobody holds; returns how many.
+
+    A job queued but not begun within the lease time (its arq worker died) is superseded
+    by a new one; a late starter finds the batch leased and returns at once.
+    """
     batches: Batches = ctx["batches"]
     started = 0
     for batch_id in await batches.active():
         if await batches.leased(batch_id):
             continue
-        # One queued job per batch at most: arq refuses a second job with the same id.
-        job = await ctx["redis"].enqueue_job(ADVANCE, batch_id, _job_id=f"advance:{batch_id}")
-        started += job is not None
+        token = await batches.launch(batch_id, ctx["lease_ms"])
+        if token is not None:
+            await ctx["redis"].enqueue_job(ADVANCE, batch_id, _job_id=f"advance:{batch_id}:{token}")
+            started += 1
     return started
 
 
-def batch_worker(
-    arq_url: str, runner: BatchRunner, batches: Batches, slice_s: float, **options: Any
-) -> Worker:
+def batch_worker(arq_url: str, runner: BatchRunner, batches: Batches, **options: Any) -> Worker:
     """An arq worker over the server at ``arq_url`` that runs batches with ``runner``."""
+    settings = runner.settings
+    # No arq retries: a job whose worker died is replaced by the sweep, under a new id.
+    advance = func(
+        advance_batch, name=ADVANCE, keep_result=0, timeout=settings.slice_s + 120, max_tries=1
+    )
     return Worker(
-        functions=[func(advance_batch, name=ADVANCE, keep_result=0, timeout=slice_s + 120)],
+        functions=[advance],
         cron_jobs=[cron(sweep_batches, second=set(range(60)), run_at_startup=True, timeout=30)],
         redis_settings=ArqRedisSettings.from_dsn(arq_url),
-        ctx={"runner": runner, "batches": batches},
+        ctx={"runner": runner, "batches": batches, "lease_ms": settings.lease_ms},
         keep_result=0,
         **options,
     )

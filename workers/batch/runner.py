@@ -56,6 +56,7 @@ class BatchRunner:
         if not await self.batches.lease(batch_id, token, lease_ms):
             return
         try:
+            await self.batches.launched(batch_id)
             until = time.monotonic() + self.settings.slice_s
             while time.monotonic() < until:
                 try:

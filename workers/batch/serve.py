@@ -74,7 +74,7 @@ async def run(settings: Settings, queue_url: str) -> None:
     """Run the batch worker until SIGTERM/SIGINT."""
     url = arq_url(settings, queue_url)
     async with batch_runner(settings, queue_url) as (runner, batches):
-        worker = batch_worker(url, runner, batches, settings.batch.slice_s)
+        worker = batch_worker(url, runner, batches)
         try:
             await worker.async_run()
         finally:
