@@ -15,10 +15,12 @@ from api.bodylimit import BodyLimit
 from api.events import EventHub
 from api.metrics import Metrics
 from api.registration import api_presence
-from api.routes import events, health, jobs, openai
+from api.routes import events, files, health, jobs, openai
 from queueing.admission import Admission
 from queueing.catalogue import Catalogue
 from queueing.connection import connect
+from queueing.files import Files
+from queueing.filestore import open_storage
 from queueing.jobstore import JobStore
 from queueing.processes import advertised_url
 from queueing.settings import Settings
@@ -73,6 +75,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             app.state.admission = Admission(catalogue, settings.default_model)
             app.state.hub = hub
             app.state.metrics = Metrics(CollectorRegistry())
+            app.state.files = Files(client, open_storage(settings), settings.files)
             async with api_presence(
                 client, advertised_url(settings.api.host, settings.api.port)
             ).kept():
@@ -88,9 +91,12 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.api.max_body_bytes, streamed=frozenset({files.UPLOAD})
+    )
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(openai.router)
+    app.include_router(files.router)
     app.include_router(health.router)
     return app
