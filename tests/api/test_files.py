@@ -15,6 +15,7 @@ from queueing.catalogue import ModelSpec
 from queueing.settings import ApiSettings, FileSettings, Settings
 from tests.api.support import api_client, serve
 from tests.api.test_errors import error_of
+from tests.conftest import file_settings
 
 BOUNDARY = "test-boundary-7d1f"
 LINES = b"".join(b'{"custom_id": "r%d", "method": "POST"}\n' % i for i in range(100))
@@ -38,13 +39,23 @@ def stored(settings: Settings) -> list[Path]:
     return [p for p in settings.files_dir().rglob("*") if p.is_file()]
 
 
+@pytest.fixture(params=["local", "s3"])
+def backend_settings(
+    request: pytest.FixtureRequest, api_settings: Settings, tmp_path: Path
+) -> Settings:
+    """The API's settings with its files on each storage backend."""
+    endpoint = request.getfixturevalue("s3_endpoint") if request.param == "s3" else None
+    files = file_settings(request.param, tmp_path, endpoint)
+    return api_settings.model_copy(update={"files": files})
+
+
 @pytest.fixture
 async def oai(
-    redis_client: aioredis.Redis, queue_url: str, api_settings: Settings, spec: ModelSpec
+    redis_client: aioredis.Redis, queue_url: str, backend_settings: Settings, spec: ModelSpec
 ) -> AsyncIterator[openai.AsyncOpenAI]:
     """The official client, unchanged, on the API served by uvicorn."""
     async with (
-        serve(create_app(api_settings, queue_url)) as base,
+        serve(create_app(backend_settings, queue_url)) as base,
         openai.AsyncOpenAI(
             base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=10
         ) as client,
