@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 from queueing.errors import InvalidRequest
 
@@ -109,6 +110,8 @@ class MultipartReader:
             parser.finalize()
         except FormParserError as exc:
             raise InvalidRequest(f"the multipart body is malformed: {exc}") from exc
+        except ClientDisconnect as exc:
+            raise InvalidRequest("the client went away before the body was complete") from exc
         for event in pending:
             yield event
         if not finished:

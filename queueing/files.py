@@ -76,8 +76,14 @@ class Files:
         More than ``settings.max_file_bytes`` raises :class:`FileTooLarge`; nothing is kept.
         ``file_id`` names the stored object: only inferq passes one, unique across tenants.
         """
+        fresh = file_id is None
         file_id, size = await self.store(chunks, file_id=file_id)
-        return await self.record(tenant, file_id, purpose, filename, size)
+        try:
+            return await self.record(tenant, file_id, purpose, filename, size)
+        except BaseException:
+            if fresh:  # content no record will point to (a replaced file keeps its old record)
+                await self.discard(file_id)
+            raise
 
     async def store(
         self, chunks: AsyncIterable[bytes], *, file_id: str | None = None

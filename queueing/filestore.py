@@ -75,6 +75,8 @@ class ObjectStorage:
                 async for chunk in chunks:
                     written += len(chunk)
                     yield chunk
+            except GeneratorExit:  # the store stopped reading: its own error follows
+                raise
             except BaseException as exc:
                 source_error = exc
                 raise

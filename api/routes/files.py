@@ -85,11 +85,11 @@ async def _read_upload(
             raise InvalidRequest("the body has no 'file' part", param="file")
         if purpose is None:
             raise InvalidRequest("the body has no 'purpose' field", param="purpose")
+        return await files.record(tenant, stored[0], purpose, filename, stored[1])
     except BaseException:
         if stored is not None:
             await files.discard(stored[0])
         raise
-    return await files.record(tenant, stored[0], purpose, filename, stored[1])
 
 
 @router.post("", response_model=FileObject, responses=_ERRORS, openapi_extra=_MULTIPART_BODY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tests.api.test_errors import error_of
 from tests.conftest import file_settings
 
 BOUNDARY = "test-boundary-7d1f"
+MiB = 1024 * 1024
 LINES = b"".join(b'{"custom_id": "r%d", "method": "POST"}\n' % i for i in range(100))
 
 
@@ -205,7 +207,7 @@ async def test_another_tenants_file_is_404(
 async def test_uploads_have_their_own_limit_and_json_routes_keep_theirs(
     redis_client: aioredis.Redis, queue_url: str, api_settings: Settings, spec: ModelSpec
 ) -> None:
-    mib = 1024 * 1024
+    mib = MiB
     settings = api_settings.model_copy(
         update={
             "api": ApiSettings(max_body_bytes=mib),
@@ -243,3 +245,34 @@ async def test_uploads_have_their_own_limit_and_json_routes_keep_theirs(
         assert error["code"] == "request_too_large"
         error = error_of(await client.post("/v1/files/file-x", json=json_body), 413)
         assert error["code"] == "request_too_large"
+
+
+async def test_an_upload_cut_off_midway_leaves_nothing(
+    redis_client: aioredis.Redis, queue_url: str, api_settings: Settings, spec: ModelSpec
+) -> None:
+    head = (
+        multipart(("purpose", None, b"batch"), close=False)
+        + (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="cut"\r\n\r\n'
+        ).encode()
+    )
+    async with serve(create_app(api_settings, queue_url)) as base:
+        host, port = base.removeprefix("http://").split(":")
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            f"POST /v1/files HTTP/1.1\r\nHost: api\r\nContent-Type: {FORM['content-type']}\r\n"
+            f"Content-Length: {len(head) + 100 * MiB}\r\n\r\n".encode()
+            + head
+        )
+        async with asyncio.timeout(20):
+            while not stored(api_settings):  # staged: the upload is under way
+                writer.write(bytes(MiB))
+                await writer.drain()
+        writer.close()
+        for _ in range(200):  # the server notices, aborts the upload and drops the staged file
+            if not stored(api_settings):
+                break
+            await asyncio.sleep(0.05)
+        assert stored(api_settings) == []
+        async with httpx.AsyncClient(base_url=base) as client:
+            assert (await client.get("/v1/files")).json()["data"] == []
