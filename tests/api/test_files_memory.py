@@ -1,4 +1,5 @@
-"""A 200 MB upload streams through one API process (a subprocess, so its RSS is measurable)."""
+"""A 200 MB file streams through one API process, up and down, on each storage backend (the
+API is a subprocess, so its RSS is measurable)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from queueing.catalogue import ModelSpec
 from queueing.server import EmbeddedValkey
 from tests.api.support import api_process
+from tests.conftest import file_settings
 
 MB = 1000 * 1000
 MiB = 1024 * 1024
@@ -23,10 +25,21 @@ BOUNDARY = "memory-test-boundary"
 CHUNK = bytes(range(256)) * 4096  # 1 MiB
 
 
-@pytest.fixture
-def api(valkey: EmbeddedValkey, spec: ModelSpec, tmp_path: Path) -> Iterator[tuple[int, str]]:
-    """``python -m api`` with its files under ``tmp_path/files``; yields its pid and URL."""
-    with api_process(valkey.url, tmp_path / "api.log", {}) as proc:
+@pytest.fixture(params=["local", "s3"])
+def api(
+    request: pytest.FixtureRequest, valkey: EmbeddedValkey, spec: ModelSpec, tmp_path: Path
+) -> Iterator[tuple[int, str]]:
+    """``python -m api`` with its files on each backend; yields its pid and URL."""
+    endpoint = request.getfixturevalue("s3_endpoint") if request.param == "s3" else None
+    files = file_settings(request.param, tmp_path, endpoint).model_dump(exclude_none=True)
+    env = {
+        f"INFERQ_FILES__{name.upper()}": str(value)
+        if not hasattr(value, "get_secret_value")
+        else value.get_secret_value()
+        for name, value in files.items()
+        if name != "purposes"
+    }
+    with api_process(valkey.url, tmp_path / "api.log", env) as proc:
         yield proc
 
 
@@ -46,46 +59,53 @@ async def upload_body(see: Callable[[bytes], None]) -> AsyncIterator[bytes]:
     yield f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
-@pytest.mark.timeout(120)
-async def test_a_200_mb_upload_grows_the_api_rss_by_under_100_mib(
-    api: tuple[int, str], tmp_path: Path, record_property: Callable[[str, object], None]
-) -> None:
-    pid, base = api
-    process = psutil.Process(pid)
-    baseline = peak = process.memory_info().rss
-    sampling = True
+class PeakRss:
+    """The highest RSS of a process while sampling runs."""
 
-    async def sample() -> None:
-        nonlocal peak
-        while sampling:
-            peak = max(peak, process.memory_info().rss)
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.baseline = self.peak = self.process.memory_info().rss
+        self.sampling = True
+
+    async def run(self) -> None:
+        while self.sampling:
+            self.peak = max(self.peak, self.process.memory_info().rss)
             await asyncio.sleep(0.02)
 
-    sampler = asyncio.create_task(sample())
-    digest = hashlib.sha256()
+    @property
+    def growth_mib(self) -> float:
+        return (self.peak - self.baseline) / MiB
+
+
+@pytest.mark.timeout(120)
+async def test_a_200_mb_file_grows_the_api_rss_by_under_100_mib(
+    api: tuple[int, str], record_property: Callable[[str, object], None]
+) -> None:
+    pid, base = api
+    rss = PeakRss(pid)
+    sampler = asyncio.create_task(rss.run())
+    sent, received = hashlib.sha256(), hashlib.sha256()
     headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-        response = await client.post(
-            "/v1/files", content=upload_body(digest.update), headers=headers
-        )
-    sampling = False
+        body = upload_body(sent.update)
+        response = await client.post("/v1/files", content=body, headers=headers)
+        upload_growth = rss.growth_mib
+        assert response.status_code == 200, response.text
+        made = response.json()
+        assert made["bytes"] == UPLOAD_BYTES
+        async with client.stream("GET", f"/v1/files/{made['id']}/content") as download:
+            async for chunk in download.aiter_bytes():
+                received.update(chunk)
+    rss.sampling = False
     await sampler
+    assert received.hexdigest() == sent.hexdigest()
 
-    assert response.status_code == 200, response.text
-    made = response.json()
-    assert made["bytes"] == UPLOAD_BYTES
-    stored = tmp_path / "files" / made["id"]
-    on_disk = hashlib.sha256()
-    with stored.open("rb") as handle:
-        while block := handle.read(MiB):
-            on_disk.update(block)
-    assert on_disk.hexdigest() == digest.hexdigest()
-
-    growth = (peak - baseline) / MiB
     record_property("upload_mb", UPLOAD_BYTES // MB)
-    record_property("api_rss_growth_mib", round(growth, 1))
+    record_property("api_rss_upload_growth_mib", round(upload_growth, 1))
+    record_property("api_rss_growth_mib", round(rss.growth_mib, 1))
     print(
-        f"\n{UPLOAD_BYTES // MB} MB upload: API RSS {baseline / MiB:.1f} MiB before, "
-        f"peak growth {growth:.1f} MiB"
+        f"\n{UPLOAD_BYTES // MB} MB file: API RSS {rss.baseline / MiB:.1f} MiB before, peak "
+        f"growth {upload_growth:.1f} MiB uploading, {rss.growth_mib:.1f} MiB up and down"
     )
-    assert growth < RSS_GROWTH_BOUND_MIB
+    assert upload_growth < RSS_GROWTH_BOUND_MIB
+    assert rss.growth_mib < RSS_GROWTH_BOUND_MIB
