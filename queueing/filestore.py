@@ -91,7 +91,7 @@ class ObjectStorage:
                     chunk_size=PART_BYTES,
                     max_concurrency=PARTS_IN_FLIGHT,
                 )
-        except StorageError:
+        except (StorageError, FileMissing):  # perhaps the source's own OSError, translated
             if source_error is not None:
                 raise source_error from None
             raise

@@ -43,7 +43,10 @@ _MULTIPART_BODY: dict[str, Any] = {
                     "required": ["file", "purpose"],
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
-                        "purpose": {"type": "string", "enum": ["batch", "vision", "user_data"]},
+                        "purpose": {
+                            "type": "string",
+                            "description": "batch, vision or user_data (INFERQ_FILES__PURPOSES)",
+                        },
                     },
                 }
             }
