@@ -15,8 +15,9 @@ from api.bodylimit import BodyLimit
 from api.events import EventHub
 from api.metrics import Metrics
 from api.registration import api_presence
-from api.routes import events, files, health, jobs, openai
+from api.routes import batches, events, files, health, jobs, openai
 from queueing.admission import Admission
+from queueing.batches import Batches
 from queueing.catalogue import Catalogue
 from queueing.connection import connect
 from queueing.files import Files
@@ -74,8 +75,9 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             app.state.catalogue = catalogue
             app.state.admission = Admission(catalogue, settings.default_model)
             app.state.hub = hub
-            app.state.metrics = Metrics(CollectorRegistry())
+            app.state.batches = Batches(client)
             app.state.files = Files(client, open_storage(settings), settings.files)
+            app.state.metrics = Metrics(CollectorRegistry())
             async with api_presence(
                 client, advertised_url(settings.api.host, settings.api.port)
             ).kept():
@@ -97,6 +99,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(openai.router)
+    app.include_router(batches.router)
     app.include_router(files.router)
     app.include_router(health.router)
     return app

@@ -12,6 +12,7 @@ from api.errors import Unauthorized
 from api.events import EventHub
 from api.metrics import Metrics
 from queueing.admission import Admission
+from queueing.batches import Batches
 from queueing.catalogue import Catalogue
 from queueing.files import Files
 from queueing.jobstore import JobStore
@@ -58,8 +59,14 @@ def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+def get_batches(request: Request) -> Batches:
+    """The app's batch records."""
+    batches: Batches = request.app.state.batches
+    return batches
+
+
 def get_files(request: Request) -> Files:
-    """The app's files service."""
+    """The app's file service."""
     files: Files = request.app.state.files
     return files
 
@@ -70,6 +77,7 @@ AdmissionDep = Annotated[Admission, Depends(get_admission)]
 CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+BatchesDep = Annotated[Batches, Depends(get_batches)]
 FilesDep = Annotated[Files, Depends(get_files)]
 
 

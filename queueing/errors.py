@@ -51,6 +51,22 @@ class JobNotFound(InferqError):
     kind = "invalid_request_error"
 
 
+class BatchNotFound(InferqError):
+    """No such batch for this tenant."""
+
+    status = 404
+    code = "batch_not_found"
+    kind = "invalid_request_error"
+
+
+class BatchNotCancellable(InferqError):
+    """The batch has ended, or is being finalised, and cannot be cancelled."""
+
+    status = 409
+    code = "batch_not_cancellable"
+    kind = "invalid_request_error"
+
+
 class QueueFull(InferqError):
     """Queued units for the model are past the ceiling; retry later."""
 

@@ -90,6 +90,25 @@ class WorkerSettings(BaseModel):
     metrics_port: int = 0  # 0: any free port (the heartbeat entry says which)
 
 
+class BatchSettings(BaseModel):
+    """Offline batches (the OpenAI Batch API), run by ``inferq arq``.
+
+    ``arq_url`` is the server arq keeps its own job queue on; unset, the queue's server (which
+    must then be a single server: arq speaks no Redis Cluster). A batch keeps at most
+    ``max_outstanding`` of its lines queued or running, expanding more as they finish.
+    """
+
+    arq_url: str | None = None
+    max_lines: Annotated[int, Field(ge=1)] = 1_000_000
+    max_line_bytes: Annotated[int, Field(ge=1_024)] = 1024 * 1024
+    chunk_lines: Annotated[int, Field(ge=1)] = 500
+    max_outstanding: Annotated[int, Field(ge=1)] = 4_096
+    poll_s: float = 0.5  # how often a running batch looks for finished lines
+    slice_s: float = 30.0  # an arq job advances a batch this long, then hands it back
+    lease_ms: int = 15_000  # a crashed arq worker's batch is taken over after this
+    max_reported_errors: int = 100  # validation errors listed in a failed batch
+
+
 class FileSettings(BaseModel):
     """Where uploaded files (batch inputs, batch outputs) are kept, and how large they may be.
 
@@ -127,6 +146,7 @@ class Settings(BaseSettings):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
     files: FileSettings = Field(default_factory=FileSettings)
     # NoDecode: the environment's value reaches the validator as text, not JSON-decoded first.
     api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
