@@ -15,7 +15,7 @@ from api.bodylimit import BodyLimit
 from api.events import EventHub
 from api.metrics import Metrics
 from api.registration import api_presence
-from api.routes import batches, events, health, jobs, openai
+from api.routes import batches, events, files, health, jobs, openai
 from queueing.admission import Admission
 from queueing.batches import Batches
 from queueing.catalogue import Catalogue
@@ -93,10 +93,13 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.api.max_body_bytes, streamed=frozenset({files.UPLOAD})
+    )
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(openai.router)
     app.include_router(batches.router)
+    app.include_router(files.router)
     app.include_router(health.router)
     return app

@@ -74,12 +74,37 @@ class Files:
         """Store ``chunks`` as a new file (or replace file ``file_id``'s content and record).
 
         More than ``settings.max_file_bytes`` raises :class:`FileTooLarge`; nothing is kept.
+        ``file_id`` names the stored object: only inferq passes one, unique across tenants.
         """
+        fresh = file_id is None
+        file_id, size = await self.store(chunks, file_id=file_id)
+        try:
+            return await self.record(tenant, file_id, purpose, filename, size)
+        except BaseException:
+            if fresh:  # content no record will point to (a replaced file keeps its old record)
+                await self.discard(file_id)
+            raise
+
+    async def store(
+        self, chunks: AsyncIterable[bytes], *, file_id: str | None = None
+    ) -> tuple[str, int]:
+        """The first half of :meth:`create`: the content alone (for an upload whose purpose
+        arrives after its file); returns the file id and size. :meth:`record` makes it a
+        file, :meth:`discard` drops it."""
         if file_id is None:
             file_id = new_file_id()
         elif not _FILE_ID.fullmatch(file_id):
             raise InvalidRequest(f"'{file_id}' is not a file id", param="file_id")
-        size = await self.storage.put(file_id, self._capped(chunks))
+        return file_id, await self.storage.put(file_id, self._capped(chunks))
+
+    async def discard(self, file_id: str) -> None:
+        """Drop content :meth:`store` kept that will not become a file."""
+        await self.storage.delete(file_id)
+
+    async def record(
+        self, tenant: str, file_id: str, purpose: str, filename: str, size: int
+    ) -> FileObject:
+        """Write (or replace) the record and index entries of stored content."""
         file = FileObject(
             id=file_id,
             bytes=size,

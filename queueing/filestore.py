@@ -26,8 +26,9 @@ from queueing.settings import Settings
 if TYPE_CHECKING:
     from obstore.store import S3Config
 
-PART_BYTES = 8 * 1024 * 1024  # multipart part size (S3 wants >= 5 MiB) and read chunk size
+PART_BYTES = 8 * 1024 * 1024  # multipart part size (S3 wants >= 5 MiB)
 PARTS_IN_FLIGHT = 3  # an upload buffers at most about PART_BYTES times this
+READ_BYTES = 1024 * 1024  # the chunks a read yields
 
 
 class FileStorage(Protocol):
@@ -75,6 +76,8 @@ class ObjectStorage:
                 async for chunk in chunks:
                     written += len(chunk)
                     yield chunk
+            except GeneratorExit:  # the store stopped reading: its own error follows
+                raise
             except BaseException as exc:
                 source_error = exc
                 raise
@@ -88,7 +91,7 @@ class ObjectStorage:
                     chunk_size=PART_BYTES,
                     max_concurrency=PARTS_IN_FLIGHT,
                 )
-        except StorageError:
+        except (StorageError, FileMissing):  # perhaps the source's own OSError, translated
             if source_error is not None:
                 raise source_error from None
             raise
@@ -108,7 +111,7 @@ class ObjectStorage:
                 )
             else:
                 result = await obstore.get_async(self.store, name)
-            async for chunk in result.stream(min_chunk_size=PART_BYTES):
+            async for chunk in result.stream(min_chunk_size=READ_BYTES):
                 yield bytes(chunk)
 
     async def delete(self, name: str) -> None:
