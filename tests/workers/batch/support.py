@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -14,8 +16,9 @@ from queueing import keys
 from queueing.batches import Batch, Batches, BatchStatus
 from queueing.files import Files
 from queueing.settings import BatchSettings, FileSettings, QueueSettings, Settings
+from workers.batch.arq_app import batch_worker
 from workers.batch.runner import BatchRunner
-from workers.batch.serve import batch_runner
+from workers.batch.serve import arq_url, batch_runner
 
 CHAT = "/v1/chat/completions"
 
@@ -86,3 +89,20 @@ async def batch_env(
     async with batch_runner(settings, url) as (runner, batches):
         files = runner.validator.files
         yield BatchEnv(runner, batches, files, settings)
+
+
+@asynccontextmanager
+async def running_arq(settings: Settings, url: str) -> AsyncIterator[BatchRunner]:
+    """A real arq worker running batches in this event loop; stopped on exit."""
+    async with batch_runner(settings, url) as (runner, batches):
+        worker = batch_worker(
+            arq_url(settings, url), runner, batches, handle_signals=False, poll_delay=0.1
+        )
+        task = asyncio.create_task(worker.async_run())
+        try:
+            yield runner
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await worker.close()
