@@ -71,14 +71,14 @@ def _watch(http: httpx.Client, batch_id: str, every_s: float = 1.0) -> dict[str,
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:.0f}/{task.total:.0f}"),
+        TextColumn("{task.completed:.0f}/{task.fields[of]}"),
         TextColumn("[red]{task.fields[failed]} failed[/]"),
         TextColumn("{task.fields[rate]:.0f} tok/s"),
         TimeRemainingColumn(),
     )
     started, first_tokens = time.monotonic(), None
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("validating", total=None, failed=0, rate=0.0)
+        task = progress.add_task("validating", total=None, of="?", failed=0, rate=0.0)
         while True:
             batch = _checked(http.get(f"/v1/batches/{batch_id}"))
             counts = batch["request_counts"]
@@ -89,6 +89,7 @@ def _watch(http: httpx.Client, batch_id: str, every_s: float = 1.0) -> dict[str,
                 task,
                 description=batch["status"],
                 total=counts["total"] or None,
+                of=counts["total"] or "?",
                 completed=counts["completed"] + counts["failed"],
                 failed=counts["failed"],
                 rate=(tokens - first_tokens) / elapsed,
