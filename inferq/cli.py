@@ -119,6 +119,7 @@ def arq_worker() -> None:
     from workers.batch.serve import ClusterNeedsArqUrl, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("arq.worker").setLevel(logging.WARNING)  # it logs each sweep, each second
     try:
         serve(settings, settings.redis.url)
     except ClusterNeedsArqUrl as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -27,6 +28,7 @@ _ENDS = {
     ),
 }
 _UNRUN_CHUNK = 1_000
+log = logging.getLogger(__name__)
 
 
 def result_file_id(batch_id: str, kind: OutcomeKind) -> str:
@@ -71,6 +73,9 @@ class Finalizer:
                 written[field] = file.id
         allowed, after, stamp = _ENDS[batch.stop]
         await self.batches.move(batch.id, allowed, after, **{stamp: int(time.time())}, **written)
+        log.info(
+            "batch %s: %s, %d completed, %d failed", batch.id, after, batch.completed, batch.failed
+        )
         await self.batches.retire(batch.id, self.queue.result_ttl_s)
 
     async def _bytes(self, batch_id: str, kind: OutcomeKind) -> AsyncIterator[bytes]:

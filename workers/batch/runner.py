@@ -110,6 +110,7 @@ class BatchRunner:
                     batch.id, total=verdict.total, model=spec.name, partitions=partitions
                 )
         if verdict.errors:
+            log.info("batch %s: failed validation (%d errors)", batch.id, len(verdict.errors))
             await self.batches.move(
                 batch.id,
                 {BatchStatus.VALIDATING},
@@ -118,6 +119,7 @@ class BatchRunner:
                 errors=verdict.errors,
             )
             return
+        log.info("batch %s: %d requests for %s", batch.id, verdict.total, verdict.model)
         await self.batches.move(
             batch.id, {BatchStatus.VALIDATING}, BatchStatus.IN_PROGRESS, in_progress_at=now
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -153,11 +154,14 @@ async def test_cancel_stops_the_rest_and_keeps_what_finished(
                 stop=Stop.CANCELLED.value,
             )
             assert moved
+            asked = time.monotonic()
             await asyncio.wait_for(runner, 10)
+            took_s = time.monotonic() - asked
         done = await env.batches.get(batch.id)
         outputs = await env.lines(done.output_file_id)
         errors = await env.lines(done.error_file_id)
     assert done.status is BatchStatus.CANCELLED and done.cancelled_at
+    assert took_s < 3, f"cancelling took {took_s:.1f} s"
     assert done.completed + done.failed == done.total == 200
     assert 30 <= done.completed < 200 and len(outputs) == done.completed
     assert {e["error"]["code"] for e in errors} == {"batch_cancelled"}
