@@ -15,10 +15,13 @@ from api.bodylimit import BodyLimit
 from api.events import EventHub
 from api.metrics import Metrics
 from api.registration import api_presence
-from api.routes import events, health, jobs, openai
+from api.routes import batches, events, files, health, jobs, openai
 from queueing.admission import Admission
+from queueing.batches import Batches
 from queueing.catalogue import Catalogue
 from queueing.connection import connect
+from queueing.files import Files
+from queueing.filestore import open_storage
 from queueing.jobstore import JobStore
 from queueing.processes import advertised_url
 from queueing.settings import Settings
@@ -72,6 +75,8 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             app.state.catalogue = catalogue
             app.state.admission = Admission(catalogue, settings.default_model)
             app.state.hub = hub
+            app.state.batches = Batches(client)
+            app.state.files = Files(client, open_storage(settings), settings.files)
             app.state.metrics = Metrics(CollectorRegistry())
             async with api_presence(
                 client, advertised_url(settings.api.host, settings.api.port)
@@ -88,9 +93,13 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.api.max_body_bytes, streamed=frozenset({files.UPLOAD})
+    )
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(openai.router)
+    app.include_router(batches.router)
+    app.include_router(files.router)
     app.include_router(health.router)
     return app

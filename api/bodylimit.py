@@ -14,15 +14,22 @@ class BodyLimit:
     """Refuse a body over ``max_bytes``: by its Content-Length, or by counting what arrives.
 
     The body is read (at most ``max_bytes``) before the app runs and replayed to it, so a
-    chunked upload without Content-Length cannot slip past the limit.
+    chunked upload without Content-Length cannot slip past the limit. Routes in ``streamed``
+    (method, path) read their body as a stream under a limit of their own, and pass unread.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        streamed: frozenset[tuple[str, str]] = frozenset(),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streamed = streamed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in self.streamed:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length", b"")

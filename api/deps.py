@@ -12,7 +12,9 @@ from api.errors import Unauthorized
 from api.events import EventHub
 from api.metrics import Metrics
 from queueing.admission import Admission
+from queueing.batches import Batches
 from queueing.catalogue import Catalogue
+from queueing.files import Files
 from queueing.jobstore import JobStore
 from queueing.settings import Settings
 
@@ -57,12 +59,26 @@ def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+def get_batches(request: Request) -> Batches:
+    """The app's batch records."""
+    batches: Batches = request.app.state.batches
+    return batches
+
+
+def get_files(request: Request) -> Files:
+    """The app's file service."""
+    files: Files = request.app.state.files
+    return files
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 AdmissionDep = Annotated[Admission, Depends(get_admission)]
 CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+BatchesDep = Annotated[Batches, Depends(get_batches)]
+FilesDep = Annotated[Files, Depends(get_files)]
 
 
 def get_tenant(

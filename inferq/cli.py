@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from api.server import run_api
+from inferq.batch_cli import batch_app
 from inferq.readiness import announce_when_ready
 from inferq.redis_url import queue_server
 from inferq.status import NotRunning, show
@@ -24,6 +25,7 @@ from queueing.settings import Settings
 app = typer.Typer(help="inferq: a queue-based, asynchronous LLM inference pipeline.")
 model_app = typer.Typer(help="Prepare and list models.")
 app.add_typer(model_app, name="model")
+app.add_typer(batch_app, name="batch")
 console = Console()
 
 
@@ -107,6 +109,24 @@ def worker(
     raise typer.Exit(serve(settings, settings.redis.url, model or settings.default_model))
 
 
+@app.command("arq")
+def arq_worker() -> None:
+    """Run the batch worker (arq): validates, expands, collects and finalises batches."""
+    settings = Settings()
+    if settings.redis.url is None:
+        console.print("[red]set INFERQ_REDIS__URL[/] (`inferq up` sets it for its arq worker)")
+        raise typer.Exit(2)
+    from workers.batch.serve import ClusterNeedsArqUrl, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("arq.worker").setLevel(logging.WARNING)  # it logs each sweep, each second
+    try:
+        serve(settings, settings.redis.url)
+    except ClusterNeedsArqUrl as exc:
+        console.print(f"[red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def calibrate(
     model: str | None = typer.Option(None, help="Catalogue name (default: INFERQ_DEFAULT_MODEL)"),
@@ -144,12 +164,13 @@ def calibrate(
 
 @app.command()
 def up(workers: int = typer.Option(1, min=0, help="LLM workers to run")) -> None:
-    """Everything on one machine: embedded Valkey, the API, LLM workers and a supervisor that
-    restarts what dies; Ctrl-C stops all."""
+    """Everything on one machine: embedded Valkey, the API, LLM workers, the batch worker and a
+    supervisor that restarts what dies; Ctrl-C stops all."""
     settings = Settings()
     with queue_server(settings) as url:
         supervisor = Supervisor(console)
         supervisor.add("api", ["api"], {"INFERQ_REDIS__URL": url})
+        supervisor.add("arq", ["arq"], {"INFERQ_REDIS__URL": url})
         for i in range(workers):
             env = {"INFERQ_REDIS__URL": url}
             if settings.worker.metrics_port:  # a fixed port: one after another per worker

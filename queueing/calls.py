@@ -230,6 +230,39 @@ class Cancel(Call):
     ttl: int = arg()
 
 
+@dataclass(frozen=True)
+class BatchRecord(Call):
+    """Record finished lines of a batch, each line once."""
+
+    function = "iq_batch_record"
+    batch: str = key()
+    written: str = key()
+    outputs: str = key()
+    errors: str = key()
+    lines: Sequence[str] = arg_tail()  # line, 'out' | 'err', JSON line, in/out tokens, ...
+
+
+@dataclass(frozen=True)
+class BatchMove(Call):
+    """Change a batch's status if it is one of ``from_`` (with more fields)."""
+
+    function = "iq_batch_move"
+    batch: str = key()
+    from_: str = arg()  # comma separated
+    to: str = arg()
+    fields: Sequence[str] = arg_tail()  # field, value, ...
+
+
+@dataclass(frozen=True)
+class Lease(Call):
+    """Take or renew a lease held by ``token``."""
+
+    function = "iq_lease"
+    lease: str = key()
+    token: str = arg()
+    ttl_ms: int = arg()
+
+
 CALLS: tuple[type[Call], ...] = (
     Enqueue,
     Pick,
@@ -240,6 +273,9 @@ CALLS: tuple[type[Call], ...] = (
     Complete,
     Release,
     Cancel,
+    BatchRecord,
+    BatchMove,
+    Lease,
 )
 
 

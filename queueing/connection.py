@@ -18,6 +18,7 @@ from redis.exceptions import RedisClusterException, ResponseError
 
 from queueing.calls import Call, library
 from queueing.errors import ServerError, translated
+from queueing.settings import RedisSettings
 
 # ``redis+cluster://host:port`` (``rediss+cluster://`` with TLS) names a cluster node.
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -168,6 +169,16 @@ async def load_functions(client: Client) -> None:
 
 def _missing_function(exc: BaseException) -> bool:
     return isinstance(exc, ResponseError) and "Function not found" in str(exc)
+
+
+async def durable_writes(client: Client, settings: RedisSettings) -> WaitAof | None:
+    """How to wait for writes to be fsynced (``WAITAOF``), or None where the server cannot."""
+    try:
+        with translated("WAITAOF"):
+            await client.execute_command("WAITAOF", 0, 0, 0)
+    except ServerError:
+        return None
+    return WaitAof(settings.wait_replicas, settings.wait_replicas_timeout_ms)
 
 
 async def fcall(client: Client, call: Call) -> Any:

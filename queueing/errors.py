@@ -51,6 +51,22 @@ class JobNotFound(InferqError):
     kind = "invalid_request_error"
 
 
+class BatchNotFound(InferqError):
+    """No such batch for this tenant."""
+
+    status = 404
+    code = "batch_not_found"
+    kind = "invalid_request_error"
+
+
+class BatchNotCancellable(InferqError):
+    """The batch has ended, or is being finalised, and cannot be cancelled."""
+
+    status = 409
+    code = "batch_not_cancellable"
+    kind = "invalid_request_error"
+
+
 class QueueFull(InferqError):
     """Queued units for the model are past the ceiling; retry later."""
 
@@ -74,6 +90,36 @@ class EmbeddedServerError(ServerError):
     """The embedded Valkey server could not be started."""
 
     code = "embedded_server_failed"
+
+
+class FileNotFound(InferqError):
+    """No such file for this tenant."""
+
+    status = 404
+    code = "file_not_found"
+    kind = "invalid_request_error"
+
+
+class FileTooLarge(InferqError):
+    """An upload is larger than ``files.max_file_bytes``."""
+
+    status = 413
+    code = "file_too_large"
+    kind = "invalid_request_error"
+
+
+class FileMissing(InferqError):
+    """The file storage holds no object of that name."""
+
+    status = 404
+    code = "file_content_missing"
+    kind = "invalid_request_error"
+
+
+class StorageError(ServerError):
+    """The file storage cannot be reached or misbehaves."""
+
+    code = "file_storage_unavailable"
 
 
 @contextmanager

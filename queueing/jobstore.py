@@ -10,7 +10,7 @@ from typing import Any
 from queueing import keys
 from queueing.calls import Cancel, Enqueue
 from queueing.catalogue import ModelSpec
-from queueing.connection import Client, WaitAof, fcall, fcall_many
+from queueing.connection import Client, WaitAof, durable_writes, fcall, fcall_many
 from queueing.errors import JobNotFound, QueueFull, ServerError, translated
 from queueing.events import JobEvent
 from queueing.figures import read_counters, totals
@@ -72,14 +72,7 @@ class JobStore:
 
     async def check_durability(self) -> bool:
         """Use ``WAITAOF`` on the acknowledged path where the server supports it."""
-        try:
-            with translated("WAITAOF"):
-                await self.client.execute_command("WAITAOF", 0, 0, 0)
-        except ServerError:
-            self.wait_aof = None
-        else:
-            rs = self.redis_settings
-            self.wait_aof = WaitAof(rs.wait_replicas, rs.wait_replicas_timeout_ms)
+        self.wait_aof = await durable_writes(self.client, self.redis_settings)
         return self.wait_aof is not None
 
     async def enqueue(self, record: JobRecord, *, idempotency_key: str | None = None) -> str:

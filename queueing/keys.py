@@ -9,7 +9,9 @@ Registries off the hot path (workers, API processes, heartbeats) share one tag o
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import zlib
 from enum import StrEnum
 
 from queueing.partition_tags import TAGS
@@ -20,7 +22,9 @@ MAX_PARTITIONS = len(TAGS)
 _REGISTRY = f"{PREFIX}:{{reg}}"
 WORKERS = f"{_REGISTRY}:workers"
 API_PROCESSES = f"{_REGISTRY}:apis"
+ACTIVE_BATCHES = f"{_REGISTRY}:batches"  # set: ids of batches not yet ended
 _JOB_ID_PREFIX = "job_"
+_BATCH_ID_PREFIX = "batch_"
 
 
 class InvalidJobId(ValueError):
@@ -132,3 +136,80 @@ def api_heartbeat(api: str) -> str:
 def queue_field(job_class: JobClass, band: int) -> str:
     """Field suffix of one queue inside a partition's units hash."""
     return f"{job_class.value}:{band}"
+
+
+def new_batch_id() -> str:
+    """A fresh, unguessable batch id."""
+    return f"{_BATCH_ID_PREFIX}{secrets.token_hex(16)}"
+
+
+def is_batch_id(batch_id: str) -> bool:
+    """True for a string in the form :func:`new_batch_id` makes."""
+    rest = batch_id.removeprefix(_BATCH_ID_PREFIX)
+    return batch_id.startswith(_BATCH_ID_PREFIX) and len(rest) == 32 and rest.isalnum()
+
+
+def line_job_id(batch_id: str, line: int, partitions: int) -> str:
+    """The job id of a batch's ``line``: the same on every expansion, so a replay is a no-op.
+
+    Lines are spread over the model's ``partitions`` round robin from a batch's own start.
+    """
+    partition = (zlib.crc32(batch_id.encode()) + line) % partitions
+    digest = hashlib.sha256(f"{batch_id}:{line}".encode()).hexdigest()[:32]
+    return f"{_JOB_ID_PREFIX}{partition}_{digest}"
+
+
+def batch(batch_id: str) -> str:
+    """The batch's hash: status, timestamps, counts, progress (one tag per batch)."""
+    return f"{PREFIX}:batch:{{{batch_id}}}"
+
+
+def batch_written(batch_id: str) -> str:
+    """Bitmap: bit ``line`` set once the line's outcome is recorded."""
+    return f"{PREFIX}:batch:{{{batch_id}}}:written"
+
+
+def batch_outputs(batch_id: str) -> str:
+    """List of the batch's output lines (successes), in the order they finished."""
+    return f"{PREFIX}:batch:{{{batch_id}}}:out"
+
+
+def batch_errors(batch_id: str) -> str:
+    """List of the batch's error lines, in the order they finished."""
+    return f"{PREFIX}:batch:{{{batch_id}}}:err"
+
+
+def batch_custom_ids(batch_id: str) -> str:
+    """Set of ``custom_id`` values seen while validating (duplicates are refused)."""
+    return f"{PREFIX}:batch:{{{batch_id}}}:ids"
+
+
+def batch_lease(batch_id: str) -> str:
+    """Who advances the batch now (a token with a TTL)."""
+    return f"{PREFIX}:batch:{{{batch_id}}}:lease"
+
+
+def batch_launch(batch_id: str) -> str:
+    """Set while an arq job to advance the batch is queued and not yet started (a TTL)."""
+    return f"{PREFIX}:batch:{{{batch_id}}}:launch"
+
+
+def tenant_batches(tenant: str) -> str:
+    """Sorted set of a tenant's batch ids by creation time."""
+    return f"{PREFIX}:batches:{{t:{tenant}}}"
+
+
+def _tenant_files_tag(tenant: str) -> str:
+    """The hash tag shared by one tenant's file records and indexes (a digest: any name fits)."""
+    return "{f:" + hashlib.sha256(tenant.encode()).hexdigest()[:16] + "}"
+
+
+def file_record(tenant: str, file_id: str) -> str:
+    """Hash of one uploaded (or batch-made) file's metadata."""
+    return f"{PREFIX}:file:{_tenant_files_tag(tenant)}:{file_id}"
+
+
+def file_index(tenant: str, purpose: str | None = None) -> str:
+    """Sorted set of a tenant's file ids by creation time (or of one purpose's files)."""
+    index = f"{PREFIX}:files:{_tenant_files_tag(tenant)}"
+    return f"{index}:{purpose}" if purpose else index

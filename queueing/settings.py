@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from queueing.keys import MAX_PARTITIONS
@@ -99,6 +99,51 @@ class WorkerSettings(BaseModel):
     batch_preempt_units: float = Field(default=0.0, ge=0.0)
 
 
+class BatchSettings(BaseModel):
+    """Offline batches (the OpenAI Batch API), run by ``inferq arq``.
+
+    ``arq_url`` is the server arq keeps its own job queue on; unset, the queue's server (which
+    must then be a single server: arq speaks no Redis Cluster). A batch keeps at most
+    ``max_outstanding`` of its lines queued or running, expanding more as they finish.
+    """
+
+    arq_url: str | None = None
+    max_lines: Annotated[int, Field(ge=1)] = 1_000_000
+    max_line_bytes: Annotated[int, Field(ge=1_024)] = 1024 * 1024
+    chunk_lines: Annotated[int, Field(ge=1)] = 500
+    max_outstanding: Annotated[int, Field(ge=1)] = 4_096
+    poll_s: float = 0.5  # how often a running batch looks for finished lines
+    slice_s: float = 30.0  # an arq job advances a batch this long, then hands it back
+    lease_ms: int = 15_000  # a crashed arq worker's batch is taken over after this
+    max_reported_errors: int = 100  # validation errors listed in a failed batch
+
+
+class FileSettings(BaseModel):
+    """Where uploaded files (batch inputs, batch outputs) are kept, and how large they may be.
+
+    ``backend`` "local": under ``local_dir`` (unset: ``<redis.data_dir>/files``, next to the
+    embedded server's data); "s3": an S3-compatible bucket, for deployments on several
+    machines. Unset S3 keys fall back to the usual ``AWS_*`` environment variables.
+    """
+
+    backend: Literal["local", "s3"] = "local"
+    local_dir: Path | None = None
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None  # unset: AWS; set for MinIO, Ceph, R2, ...
+    s3_region: str | None = None
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    max_file_bytes: int = 512 * 1024 * 1024
+    # Purposes a user may upload with; "batch_output" files are made by inferq only.
+    purposes: tuple[str, ...] = ("batch", "vision", "user_data")
+
+    @model_validator(mode="after")
+    def _bucket_for_s3(self) -> FileSettings:
+        if self.backend == "s3" and not self.s3_bucket:
+            raise ValueError("files.s3_bucket (INFERQ_FILES__S3_BUCKET) is needed for backend s3")
+        return self
+
+
 class Settings(BaseSettings):
     """All of inferq's configuration."""
 
@@ -110,6 +155,8 @@ class Settings(BaseSettings):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    files: FileSettings = Field(default_factory=FileSettings)
     # NoDecode: the environment's value reaches the validator as text, not JSON-decoded first.
     api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     models_dir: Path = Path.home() / ".cache" / "inferq" / "models"
@@ -131,3 +178,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"INFERQ_API_KEYS: {item!r} is not in the form key:tenant")
             keys[key.strip()] = tenant.strip()
         return keys
+
+    def files_dir(self) -> Path:
+        """The local backend's folder: ``files.local_dir``, else under the queue's data folder."""
+        return self.files.local_dir or self.redis.data_dir / "files"

@@ -13,7 +13,7 @@ from typing import Any
 from queueing import keys
 from queueing.calls import COUNTERS, Complete, Emit, Pick, Reclaim, Release, Renew, Take
 from queueing.catalogue import ModelSpec
-from queueing.connection import Client, fcall, fcall_many
+from queueing.connection import Client, WaitAof, fcall, fcall_many
 from queueing.errors import ServerError, translated
 from queueing.keys import JobClass
 from queueing.partition_view import PartitionView
@@ -135,6 +135,8 @@ class WorkQueue:
         self.view = PartitionView(settings.ageing_ms, self.batch_from)
         self._slack = settings.claim_slack_ms / settings.ageing_ms  # in score units
         self._refreshed = float("-inf")
+        # Set (see :func:`durable_writes`): a completion returns once it is fsynced.
+        self.wait_aof: WaitAof | None = None
 
     def wake_channels(self) -> list[str]:
         """The sharded channels that announce new work in this model's partitions."""
@@ -325,12 +327,13 @@ class WorkQueue:
     ) -> int:
         """Finish the job atomically: 1 done, 0 already finished (no-op), -1 not ours."""
         outcome = Outcome(job, status, result, usage, error)
-        return int(await fcall(self.client, self._complete_call(outcome)))
+        return (await self.complete_many([outcome]))[0]
 
     async def complete_many(self, outcomes: Sequence[Outcome]) -> list[int]:
         """Finish many jobs in one round trip per node, each atomically; codes as
         :meth:`complete`."""
-        replies = await fcall_many(self.client, [self._complete_call(o) for o in outcomes])
+        calls = [self._complete_call(o) for o in outcomes]
+        replies = await fcall_many(self.client, calls, wait_aof=self.wait_aof)
         return [int(_checked(reply)) for reply in replies]
 
     def _complete_call(self, outcome: Outcome) -> Complete:

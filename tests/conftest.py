@@ -2,22 +2,27 @@
 real local Valkey clusters (one per session; one with replicas per test that kills nodes).
 
 ``queue_url`` runs a test against each queue backend: the single server and the cluster.
-Tests that need the single server itself take ``valkey``.
+Tests that need the single server itself take ``valkey``. ``s3_endpoint`` is a real
+S3-protocol server (moto's server mode, in its own process) for the file storage.
 """
 
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from queueing.catalogue import Catalogue, ModelSpec
 from queueing.cluster import EmbeddedCluster, range_is_free
 from queueing.connection import Client, connect
 from queueing.server import EmbeddedValkey, port_is_free
-from queueing.settings import QueueSettings, Settings
+from queueing.settings import FileSettings, QueueSettings, Settings
 
 PARTITIONS = 4  # the partitions of every model in tests: claims cross partitions everywhere
 
@@ -102,4 +107,53 @@ def queue_settings() -> QueueSettings:
     """Short leases and ageing so delivery tests run in seconds."""
     return QueueSettings(
         lease_ms=800, max_deliveries=3, ageing_ms=200, result_ttl_s=600, partitions=PARTITIONS
+    )
+
+
+S3_KEYS = {"s3_access_key_id": "test-key", "s3_secret_access_key": "test-secret"}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto S3 server on a free loopback port; yields its URL."""
+    port = free_port(19300)
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
+    args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, "moto's server exited at startup"
+            try:
+                httpx.get(f"{url}/moto-api/", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "moto's server did not start"
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def new_bucket(endpoint: str) -> str:
+    """A fresh bucket on the S3 server (moto accepts unsigned requests)."""
+    name = f"files-{time.monotonic_ns()}"
+    httpx.put(f"{endpoint}/{name}").raise_for_status()
+    return name
+
+
+def file_settings(backend: str, tmp_path: Path, s3_endpoint: str | None) -> FileSettings:
+    """Files kept under ``tmp_path`` or in a fresh bucket on ``s3_endpoint``."""
+    if backend == "local":
+        return FileSettings(local_dir=tmp_path / "files")
+    assert s3_endpoint is not None
+    return FileSettings(
+        backend="s3",
+        s3_bucket=new_bucket(s3_endpoint),
+        s3_endpoint_url=s3_endpoint,
+        s3_region="us-east-1",
+        **S3_KEYS,  # type: ignore[arg-type]  # pydantic turns each str into a SecretStr
     )

@@ -38,6 +38,7 @@ class JobRun:
     shutdown: bool = False
     preempted: bool = False  # a batch job given back to make room for higher-class work
     aborted: bool = False
+    settling: bool = False  # out of the engine; its outcome is being written
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -74,7 +75,9 @@ class _Output:
 class JobRunner:
     """Streams a job's output into its event stream, then completes, releases or drops it.
 
-    ``on_outcome`` hears each outcome recorded: a final status's value, or ``released``.
+    ``on_outcome`` hears each outcome recorded: a final status's value, or ``released``;
+    ``on_engine_done`` hears that a run left the engine (its outcome, maybe waiting for an
+    fsync, no longer takes engine room).
     """
 
     def __init__(
@@ -84,12 +87,14 @@ class JobRunner:
         settings: WorkerSettings,
         progress: Progress,
         on_outcome: Callable[[str], None] | None = None,
+        on_engine_done: Callable[[], None] | None = None,
     ) -> None:
         self.queue = queue
         self.engine = engine
         self.settings = settings
         self.progress = progress
         self.on_outcome = on_outcome
+        self.on_engine_done = on_engine_done
 
     async def interrupt(
         self,
@@ -119,6 +124,9 @@ class JobRunner:
         out = _Output()
         try:
             await self._generate(run, out)
+            run.settling = True
+            if self.on_engine_done is not None:
+                self.on_engine_done()
             await self._settle(run, out)
         except asyncio.CancelledError:
             await self.interrupt(run)

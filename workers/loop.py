@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from queueing.catalogue import ModelSpec
-from queueing.connection import Client, connect
+from queueing.connection import Client, connect, durable_writes
 from queueing.errors import ServerError
 from queueing.figures import read_figures
 from queueing.processes import process_name
@@ -92,7 +92,12 @@ class Worker:
             self._stalled,
         )
         self.runner = JobRunner(
-            self.queue, engine, worker_settings, self.progress, self.metrics.job_finished
+            self.queue,
+            engine,
+            worker_settings,
+            self.progress,
+            self.metrics.job_finished,
+            on_engine_done=self._kick.set,
         )
         wake, cancel = self.queue.wake_channels(), self.queue.cancel_channels()
         self._cancel_channels = set(cancel)
@@ -117,8 +122,9 @@ class Worker:
         self._cancelling: set[asyncio.Task[None]] = set()
 
     def load(self) -> Load:
-        """Units and jobs in flight now."""
-        return Load(sum(r.units for r in self.runs.values()), len(self.runs))
+        """Units and jobs in the engine now (not those whose outcome is being written)."""
+        running = [r for r in self.runs.values() if not r.settling]
+        return Load(sum(r.units for r in running), len(running))
 
     def _stalled(self) -> bool:
         return self.watchdog.stalled is not None
@@ -370,6 +376,8 @@ async def run_worker(
         unit_budget=budget,
         units_per_s=calibration.units_per_s if calibration else None,
     )
+    if settings.redis.wait_aof:
+        worker.queue.wait_aof = await durable_writes(client, settings.redis)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)

@@ -62,6 +62,8 @@ local function enqueue(keys, args)
     local existing = redis.call('GET', idem)
     if existing then return {0, existing} end
   end
+  -- A job id made from its input (a batch line's) is queued once, however often it is sent.
+  if redis.call('EXISTS', keys[k.job]) == 1 then return {0, args[a.job_id]} end
   local queued = tonumber(redis.call('HGET', units_key, QUEUED) or '0')
   if queued > 0.0001 and queued + cost > tonumber(args[a.ceiling]) then
     return {-1, tostring(queued)}
@@ -346,6 +348,60 @@ local function cancel(keys, args)
   return status
 end
 
+-- Record finished batch lines, each once (its bit in `written` decides): the line's JSON goes
+-- to the output or error list, and its count and tokens to the batch's.
+-- ARGV tail: line, 'out'|'err', json, prompt tokens, completion tokens, ...
+local function batch_record(keys, args)
+  local k, a = K.iq_batch_record, A.iq_batch_record
+  local added = {out = 0, err = 0}
+  local lists = {out = keys[k.outputs], err = keys[k.errors]}
+  local input, output = 0, 0
+  for i = a.tail, #args, 5 do
+    local kind = args[i + 1]
+    if redis.call('SETBIT', keys[k.written], tonumber(args[i]), 1) == 0 then
+      redis.call('RPUSH', lists[kind], args[i + 2])
+      added[kind] = added[kind] + 1
+      input, output = input + tonumber(args[i + 3]), output + tonumber(args[i + 4])
+    end
+  end
+  local batch = keys[k.batch]
+  if added.out > 0 then redis.call('HINCRBY', batch, 'completed', added.out) end
+  if added.err > 0 then redis.call('HINCRBY', batch, 'failed', added.err) end
+  if input > 0 then redis.call('HINCRBY', batch, 'input_tokens', input) end
+  if output > 0 then redis.call('HINCRBY', batch, 'output_tokens', output) end
+  return {added.out, added.err}
+end
+
+-- Move a batch to status `to` if its status is one of `from` (comma separated), setting the
+-- field/value pairs of the tail with it. Returns {1, to} or {0, the status it has}.
+local function batch_move(keys, args)
+  local k, a = K.iq_batch_move, A.iq_batch_move
+  local current = redis.call('HGET', keys[k.batch], 'status')
+  if not current then return {0, ''} end
+  for status in string.gmatch(args[a.from_], '[^,]+') do
+    if status == current then
+      redis.call('HSET', keys[k.batch], 'status', args[a.to], unpack(args, a.tail))
+      return {1, args[a.to]}
+    end
+  end
+  return {0, current}
+end
+
+-- Take or keep a lease: set `token` for `ttl_ms` if the lease is free or already ours
+-- (a `ttl_ms` of 0 gives it up).
+local function lease(keys, args)
+  local k, a = K.iq_lease, A.iq_lease
+  local holder = redis.call('GET', keys[k.lease])
+  if holder and holder ~= args[a.token] then return 0 end
+  local ttl = tonumber(args[a.ttl_ms])
+  if ttl <= 0 then
+    redis.call('DEL', keys[k.lease])
+  else
+    redis.call('SET', keys[k.lease], args[a.token], 'PX', ttl)
+  end
+  return 1
+end
+
 redis.register_function('iq_enqueue', enqueue)
 redis.register_function('iq_pick', pick)
 redis.register_function('iq_reclaim', reclaim)
@@ -355,3 +411,6 @@ redis.register_function('iq_emit', emit)
 redis.register_function('iq_complete', complete)
 redis.register_function('iq_release', release)
 redis.register_function('iq_cancel', cancel)
+redis.register_function('iq_batch_record', batch_record)
+redis.register_function('iq_batch_move', batch_move)
+redis.register_function('iq_lease', lease)

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from queueing.catalogue import ModelSpec
-from queueing.settings import ApiSettings, QueueSettings, Settings
+from queueing.settings import ApiSettings, FileSettings, QueueSettings, Settings
 from queueing.workqueue import WorkQueue
 from tests.api.support import api_client
 
 
 @pytest.fixture
-def api_settings(queue_settings: QueueSettings) -> Settings:
-    """Default settings with short leases and a short SSE keep-alive."""
-    return Settings(queue=queue_settings, api=ApiSettings(sse_ping_s=1.0), api_keys={})
+def api_settings(queue_settings: QueueSettings, tmp_path: Path) -> Settings:
+    """Default settings with short leases, a short SSE keep-alive, files under ``tmp_path``."""
+    return Settings(
+        queue=queue_settings,
+        api=ApiSettings(sse_ping_s=1.0),
+        files=FileSettings(local_dir=tmp_path / "files"),
+        api_keys={},
+    )
 
 
 @pytest.fixture

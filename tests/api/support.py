@@ -1,12 +1,18 @@
-"""Helpers for API tests: the app in-process, a real uvicorn server, an SSE reader."""
+"""Helpers for API tests: the app in-process, a real uvicorn server (in this process or its
+own), an SSE reader."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,6 +51,42 @@ async def serve(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+@contextmanager
+def api_process(queue_url: str, log: Path, env: dict[str, str]) -> Iterator[tuple[int, str]]:
+    """``python -m api`` on a free port (``env`` adds ``INFERQ_*`` settings), ready for work;
+    yields its pid and base URL."""
+    port = free_port(18500)
+    settings = {k: v for k, v in os.environ.items() if not k.startswith("INFERQ_")}
+    settings |= {
+        "INFERQ_REDIS__URL": queue_url,
+        "INFERQ_API__HOST": "127.0.0.1",
+        "INFERQ_API__PORT": str(port),
+        "INFERQ_FILES__LOCAL_DIR": str(log.parent / "files"),
+        **env,
+    }
+    with log.open("wb") as output:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "api"], env=settings, stdout=output, stderr=subprocess.STDOUT
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, log.read_text()
+                try:
+                    checks = httpx.get(f"{base}/readyz", timeout=1).json()["checks"]
+                    if checks["redis"] and checks["events"]:  # no worker: the API's own checks
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the API did not become ready"
+                time.sleep(0.1)
+            yield proc.pid, base
+        finally:
+            proc.terminate()
+            proc.wait(15)
 
 
 @dataclass(frozen=True)

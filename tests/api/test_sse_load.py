@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import resource
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,7 +15,7 @@ import redis.asyncio as aioredis
 from queueing.catalogue import ModelSpec
 from queueing.schemas import JobResult, JobStatus
 from queueing.workqueue import ClaimedJob, WorkQueue
-from tests.conftest import free_port
+from tests.api.support import api_process
 from tests.queueing.records import claim_all
 
 CLIENTS = 1_000
@@ -37,41 +33,13 @@ def rss_bytes(pid: int) -> int:
 
 
 @pytest.fixture
-def api_process(queue_url: str, spec: ModelSpec, tmp_path: Path) -> Iterator[tuple[int, str]]:
-    """``python -m api`` on a free port; yields its pid and base URL."""
+def api(queue_url: str, spec: ModelSpec, tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """``python -m api`` with room for every client's connection; yields its pid and URL."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4 * CLIENTS:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8 * CLIENTS), hard))
-    port = free_port(18500)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERQ_")}
-    env |= {
-        "INFERQ_REDIS__URL": queue_url,
-        "INFERQ_API__HOST": "127.0.0.1",
-        "INFERQ_API__PORT": str(port),
-        "INFERQ_API__SSE_PING_S": "30",
-    }
-    log = (tmp_path / "api.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (tmp_path / "api.log").read_text()
-            try:
-                checks = httpx.get(f"{base}/readyz", timeout=1).json()["checks"]
-                if checks["redis"] and checks["events"]:  # no worker: the API's own checks
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the API did not become ready"
-            time.sleep(0.1)
-        yield proc.pid, base
-    finally:
-        proc.terminate()
-        proc.wait(15)
-        log.close()
+    with api_process(queue_url, tmp_path / "api.log", {"INFERQ_API__SSE_PING_S": "30"}) as proc:
+        yield proc
 
 
 async def listen(port: int, job_id: str, subscribed: asyncio.Event, ready: list[int]) -> bytes:
@@ -109,11 +77,11 @@ async def run_worker(worker: WorkQueue) -> int:
 
 async def test_thousand_sse_clients_in_one_process(
     redis_client: aioredis.Redis,
-    api_process: tuple[int, str],
+    api: tuple[int, str],
     worker: WorkQueue,
     record_property: Callable[[str, object], None],
 ) -> None:
-    pid, base = api_process
+    pid, base = api
     port = int(base.rsplit(":", 1)[1])
     limits = httpx.Limits(max_connections=16)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:

@@ -43,3 +43,14 @@ def test_a_jobs_keys_follow_from_its_id_alone() -> None:
 def test_strings_that_are_not_job_ids_are_refused(bad: str) -> None:
     with pytest.raises(keys.InvalidJobId):
         keys.partition_of(bad)
+
+
+def test_a_tenants_file_keys_share_one_slot_whatever_its_name() -> None:
+    for tenant in ("acme", "a}b{c", ""):
+        names = [
+            keys.file_record(tenant, "file-1"),
+            keys.file_index(tenant),
+            keys.file_index(tenant, "batch"),
+        ]
+        assert len({key_slot(name.encode()) for name in names}) == 1
+    assert keys.file_record("a", "file-1") != keys.file_record("b", "file-1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -24,3 +26,22 @@ def test_a_malformed_api_key_entry_is_named(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("INFERQ_API_KEYS", "k1:alice,k2")
     with pytest.raises(ValidationError, match="'k2' is not in the form key:tenant"):
         Settings()
+
+
+def test_files_live_under_the_data_folder_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERQ_REDIS__DATA_DIR", "/srv/inferq")
+    assert Settings().files_dir() == Path("/srv/inferq/files")
+    monkeypatch.setenv("INFERQ_FILES__LOCAL_DIR", "/mnt/files")
+    assert Settings().files_dir() == Path("/mnt/files")
+
+
+def test_the_s3_file_backend_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERQ_FILES__BACKEND", "s3")
+    with pytest.raises(ValidationError, match="s3_bucket"):
+        Settings()
+    monkeypatch.setenv("INFERQ_FILES__S3_BUCKET", "inferq-files")
+    monkeypatch.setenv("INFERQ_FILES__S3_SECRET_ACCESS_KEY", "hush")
+    files = Settings().files
+    assert files.s3_bucket == "inferq-files" and files.s3_secret_access_key is not None
+    assert files.s3_secret_access_key.get_secret_value() == "hush"
+    assert "hush" not in repr(files)
