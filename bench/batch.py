@@ -4,7 +4,8 @@ interactive traffic, one run.
 Run as ``.venv/bin/python bench/batch.py [--quick]``. One file of chat-completion lines
 (the Azure LLM conversation trace's length mix, CC-BY 4.0, scaled as in the pipeline bench;
 ``ignore_eos``, so both sides produce the same tokens) runs (a) through inferq (api, queue,
-one worker; the worker's engine settings) as a batch, and (b) through
+one worker with its engine settings, arq) as a batch of the OpenAI Batch API, submitted
+with the official client, and (b) through
 ``python -m vllm.entrypoints.openai.run_batch`` with the same engine settings, its batch step
 timed without the engine's start-up. On inferq, interactive chat completions then arrive at
 a steady rate alone, and again while a large batch runs; their p99 latencies, the ratio of
@@ -35,10 +36,11 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
+from openai import AsyncOpenAI
 
 from bench.batch_sides import (
     MODEL,
-    JobsBatch,
+    BatchesApi,
     batch_lines,
     output_tokens,
     paced_interactive,
@@ -95,6 +97,19 @@ async def _worker_tokens(redis_url: str) -> float:
     return total
 
 
+async def _engine_holds(redis_url: str, jobs: int) -> None:
+    """Until the worker's heartbeat says it holds ``jobs`` jobs (the batch has filled it)."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        while True:
+            entries = await client.hgetall(keys.WORKERS)
+            if sum(json.loads(raw).get("in_flight_jobs", 0) for raw in entries.values()) >= jobs:
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await client.aclose()
+
+
 def _p(latencies_s: list[float], q: float) -> float:
     return round(percentile([s * 1000 for s in latencies_s], q), 1)
 
@@ -104,8 +119,11 @@ async def _inferq_side(
 ) -> dict[str, Any]:
     """Warm-up, interactive alone, the file as a batch, then interactive beside a big batch."""
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(base_url=base, timeout=None, limits=limits) as http:
-        side = JobsBatch(http)
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=None, limits=limits) as http,
+        AsyncOpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0) as client,
+    ):
+        side = BatchesApi(client)
         n_paced = max(1, round(args.rate * args.seconds))
         await watch.guard(paced_interactive(http, _interactive(maker, 8, 1000), 4.0))
         await watch.guard(side.wait(await side.submit(lines[:8])))
@@ -120,7 +138,7 @@ async def _inferq_side(
         print(f"(a) inferq batch: {tokens} tokens, {tok_s:.1f} tok/s", flush=True)
 
         background = await side.submit(batch_lines(maker, big, args.scale, seed=23))
-        await asyncio.sleep(3.0)  # the worker fills its engine with batch work
+        await watch.guard(_engine_holds(watch.redis_url or "", 32))
         before, window_start = await _worker_tokens(watch.redis_url or ""), time.perf_counter()
         beside = await watch.guard(
             paced_interactive(http, _interactive(maker, n_paced, 5000), args.rate)
@@ -150,7 +168,7 @@ def _run_batch(config: VllmConfig, file: Path, tmp: Path) -> dict[str, Any]:
     if code != 0 or not timing.exists():
         raise BenchFailed(f"run_batch exited with {code} (log {tmp / 'run_batch.log'})")
     batch_s = float(json.loads(timing.read_text())["batch_s"])
-    tokens, ok = output_tokens(out)
+    tokens, ok = output_tokens(out.read_text())
     return {"tok_s": tokens / batch_s, "tokens": tokens, "ok": ok, "wall_s": wall_s}
 
 
@@ -175,7 +193,7 @@ def main() -> None:
         write_jsonl(lines, file)
         print(f"logs: {tmpdir} (kept until the run ends)", flush=True)
         with inferq_stack(
-            _port(18400), _port(18500), args.unit_budget, tmpdir / "valkey", tmpdir
+            _port(18400), _port(18500), args.unit_budget, tmpdir / "valkey", tmpdir, arq=True
         ) as side:
             # Large enough to outlast the interactive phase at the full batch rate.
             big = math.ceil(200.0 * (args.seconds + 30) / mean_out)
@@ -199,7 +217,7 @@ def main() -> None:
         "tokens": {"inferq": ours["tokens"], "run_batch": theirs["tokens"]},
         "run_batch_wall_s": round(theirs["wall_s"], 1),
         "interactive": {"rate_per_s": args.rate, "seconds": args.seconds},
-        "batch_submission": "/v1/jobs class=batch",
+        "batch_submission": "OpenAI Batch API (files.create, batches.create, retrieve)",
         "inferq_unit_budget": args.unit_budget,
         "batch_share_when_busy": settings.worker.batch_share_when_busy,
         "batch_preempt": settings.worker.batch_preempt,

@@ -1,5 +1,5 @@
-"""The sides of the batch bench: vLLM's ``run_batch`` on a file, inferq's batch, and the
-interactive traffic that runs alone and beside a batch.
+"""The sides of the batch bench: vLLM's ``run_batch`` on a file, inferq's batch (the Batch
+API), and the interactive traffic that runs alone and beside a batch.
 
 ``python bench/batch_sides.py RESULT.json -i FILE -o OUT --model PATH ...`` runs vLLM's own
 offline batch runner (``vllm.entrypoints.openai.run_batch``: its ``parse_args`` and ``main``,
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from openai import AsyncOpenAI
 
 from bench.watch import BenchFailed
 from bench.workload import PromptMaker, Request, Scale, throughput_set
@@ -62,10 +63,10 @@ def write_jsonl(lines: list[dict[str, Any]], path: Path) -> None:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
-def output_tokens(path: Path) -> tuple[int, int]:
-    """(completion tokens, lines that succeeded) of a Batch API output file."""
+def output_tokens(text: str) -> tuple[int, int]:
+    """(completion tokens, lines that succeeded) of a Batch API output file's text."""
     tokens = ok = 0
-    for raw in path.read_text().splitlines():
+    for raw in text.splitlines():
         line = json.loads(raw)
         response = line.get("response") or {}
         if line.get("error") or response.get("status_code") != 200:
@@ -75,64 +76,45 @@ def output_tokens(path: Path) -> tuple[int, int]:
     return tokens, ok
 
 
-@dataclass
-class SubmittedBatch:
-    """A batch inferq runs: its jobs' ids, submitted through ``POST /v1/jobs``."""
+class BatchesApi:
+    """inferq's side, as a Batch API user runs it with the official ``openai`` client:
+    ``files.create`` + ``batches.create``, ``batches.retrieve`` until it ends, then the
+    output file's tokens."""
 
-    job_ids: list[str]
+    def __init__(self, client: AsyncOpenAI) -> None:
+        self.client = client
 
+    async def submit(self, lines: list[dict[str, Any]]) -> str:
+        """Upload the lines and start a batch; returns its id."""
+        data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        upload = await self.client.files.create(file=("batch.jsonl", data), purpose="batch")
+        batch = await self.client.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        return batch.id
 
-class JobsBatch:
-    """inferq's side: each line becomes a ``class: batch`` job through ``POST /v1/jobs``.
-
-    Once the Batches API is in, this is the part to swap for ``files.create`` +
-    ``batches.create`` (submit), ``batches.retrieve`` (progress) and the output file (tokens).
-    """
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http = http
-
-    async def submit(self, lines: list[dict[str, Any]]) -> SubmittedBatch:
-        """Queue every line as a batch job (a few requests at a time)."""
-        sem = asyncio.Semaphore(16)
-
-        async def one(line: dict[str, Any]) -> str:
-            body = line["body"]
-            job = {
-                "model": body["model"],
-                "messages": body["messages"],
-                "params": {k: body[k] for k in ("max_tokens", "temperature", "ignore_eos")},
-                "class": "batch",
-                "stream_tokens": False,
-                "metadata": {"custom_id": line["custom_id"]},
-            }
-            async with sem:
-                reply = await self.http.post("/v1/jobs", json=job)
-            if reply.status_code != 202:
-                raise BenchFailed(f"batch job refused: {reply.status_code} {reply.text}")
-            return str(reply.json()["id"])
-
-        return SubmittedBatch(list(await asyncio.gather(*(one(line) for line in lines))))
-
-    async def wait(self, batch: SubmittedBatch) -> int:
-        """Until every job of the batch has finished; returns their completion tokens. A job
-        that did not succeed ends the bench."""
-        tokens = 0
-        for job_id in batch.job_ids:  # in order: the later ones finish about as late
-            while True:
-                job = (await self.http.get(f"/v1/jobs/{job_id}")).json()
-                if job["status"] not in ("queued", "running"):
-                    break
-                await asyncio.sleep(_POLL_S)
-            if job["status"] != "succeeded":
-                raise BenchFailed(f"batch job {job_id} ended {job['status']}: {job}")
-            tokens += int(job["usage"]["completion_tokens"])
+    async def wait(self, batch_id: str) -> int:
+        """Until the batch has ended; returns its output file's completion tokens. A batch
+        that did not complete every line ends the bench."""
+        while True:
+            batch = await self.client.batches.retrieve(batch_id)
+            if batch.status in ("completed", "failed", "expired", "cancelled"):
+                break
+            await asyncio.sleep(_POLL_S)
+        counts = batch.request_counts
+        if batch.status != "completed" or counts is None or counts.failed or not counts.total:
+            raise BenchFailed(f"batch {batch_id} ended {batch.status}: {batch}")
+        if batch.output_file_id is None:
+            raise BenchFailed(f"batch {batch_id} completed without an output file")
+        content = await self.client.files.content(batch.output_file_id)
+        tokens, ok = output_tokens(content.text)
+        if ok != counts.total:
+            raise BenchFailed(f"batch {batch_id}: {ok} good lines of {counts.total}")
         return tokens
 
-    async def cancel(self, batch: SubmittedBatch) -> None:
-        """Cancel whatever of the batch has not finished."""
-        for job_id in batch.job_ids:
-            await self.http.delete(f"/v1/jobs/{job_id}")
+    async def cancel(self, batch_id: str) -> None:
+        """Cancel the batch (its unfinished lines)."""
+        await self.client.batches.cancel(batch_id)
 
 
 @dataclass(frozen=True)

@@ -130,31 +130,30 @@ def vllm_server(config: VllmConfig, port: int, logs: Path) -> Iterator[Side]:
 
 @contextlib.contextmanager
 def inferq_stack(
-    port: int, redis_port: int, unit_budget: float, data: Path, logs: Path
+    port: int, redis_port: int, unit_budget: float, data: Path, logs: Path, *, arq: bool = False
 ) -> Iterator[Side]:
     """Embedded Valkey, ``inferq api`` and one ``inferq worker`` (its engine as the worker
-    configures it, which :func:`serve_flags` copies for the other sides), watched: the
-    worker's heartbeat must not say stalled, and neither process may exit."""
+    configures it, which :func:`serve_flags` copies for the other sides), and with ``arq``
+    ``inferq arq`` for batches (files under ``data``), watched: the worker's heartbeat must
+    not say stalled, and no process may exit."""
     with EmbeddedValkey(data, redis_port) as valkey:
         env = {
             "INFERQ_REDIS__URL": valkey.url,
             "INFERQ_API__PORT": str(port),
             "INFERQ_WORKER__UNIT_BUDGET": str(unit_budget),
+            "INFERQ_FILES__LOCAL_DIR": str(data / "files"),
         }
-        api_log, worker_log = logs / "inferq-api.log", logs / "inferq-worker.log"
-        api = _spawn([sys.executable, "-m", "inferq", "api"], env, api_log)
-        worker = _spawn([sys.executable, "-m", "inferq", "worker"], env, worker_log)
+        roles = ["api", "worker", *(["arq"] if arq else [])]
+        logs_of = {role: logs / f"inferq-{role}.log" for role in roles}
+        procs = {r: _spawn([sys.executable, "-m", "inferq", r], env, logs_of[r]) for r in roles}
         base = f"http://127.0.0.1:{port}"
-        watched = [
-            Watched("inferq worker", worker, worker_log),
-            Watched("inferq api", api, api_log),
-        ]
+        watched = [Watched(f"inferq {r}", procs[r], logs_of[r]) for r in roles]
         try:
-            _wait_http(f"{base}/readyz", api, "inferq api")
-            _wait_worker(valkey.url, worker)
+            _wait_http(f"{base}/readyz", procs["api"], "inferq api")
+            _wait_worker(valkey.url, procs["worker"])
             yield Side(base, Watch(watched, valkey.url))
         finally:
-            _stop(worker, api)
+            _stop(*procs.values())
 
 
 def _wait_worker(url: str, worker: subprocess.Popen[bytes]) -> None:

@@ -93,7 +93,7 @@ class WorkerSettings(BaseModel):
     # the unit budget and engine slots; when more than ``batch_preempt_units`` of higher-class
     # work waits, the newest batch jobs beyond the share are aborted and given back to the
     # queue (when ``batch_preempt`` is on).
-    batch_share_when_busy: float = Field(default=0.05, ge=0.0, le=1.0)
+    batch_share_when_busy: float = Field(default=0.02, ge=0.0, le=1.0)
     batch_busy_hold_s: float = Field(default=5.0, ge=0.0)
     batch_preempt: bool = True
     batch_preempt_units: float = Field(default=0.0, ge=0.0)

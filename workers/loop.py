@@ -123,8 +123,12 @@ class Worker:
 
     def load(self) -> Load:
         """Units and jobs in the engine now (not those whose outcome is being written)."""
-        running = [r for r in self.runs.values() if not r.settling]
+        running = self._in_engine()
         return Load(sum(r.units for r in running), len(running))
+
+    def _in_engine(self) -> list[JobRun]:
+        """Runs still in the engine, in the order they started."""
+        return [r for r in self.runs.values() if not r.settling]
 
     def _stalled(self) -> bool:
         return self.watchdog.stalled is not None
@@ -208,7 +212,7 @@ class Worker:
             try:
                 if not full:
                     higher_waits = self.queue.view.above_batch_waits()
-                    batch_room = self.batch.batch_room(self.runs.values(), higher_waits)
+                    batch_room = self.batch.batch_room(self._in_engine(), higher_waits)
                     jobs = await self.queue.claim(
                         max(room, 0.0), self._claimable(load), idle=idle, batch_room=batch_room
                     )
@@ -226,15 +230,15 @@ class Worker:
                 await asyncio.sleep(_RETRY_S)
                 continue
             # Full of batch work: an arrival of higher-class work may call for preemption.
-            await self._wait(for_work=not full or self.batch.may_preempt(self.runs.values()))
+            await self._wait(for_work=not full or self.batch.may_preempt(self._in_engine()))
 
     async def _preempt(self) -> bool:
         """Give the newest batch jobs back when higher-class work waits beyond the threshold
         and does not fit (:class:`BatchPolicy`); True if any was aborted."""
-        if not (self.queue.view.above_batch_waits() and self.batch.may_preempt(self.runs.values())):
+        if not (self.queue.view.above_batch_waits() and self.batch.may_preempt(self._in_engine())):
             return False
         waiting = await self.queue.waiting_above_batch()
-        victims = self.batch.victims(list(self.runs.values()), waiting)
+        victims = self.batch.victims(self._in_engine(), waiting)
         for run in victims:
             log.info("job %s: preempted for %.3g waiting units", run.job.id, waiting)
             await self.runner.interrupt(run, preempted=True)
