@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from queueing import keys
 from queueing.catalogue import Catalogue
-from queueing.connection import Client, connect
+from queueing.connection import connect
 from queueing.errors import ServerError
 from queueing.figures import read_figures
 from queueing.settings import QueueSettings, Settings
+from queueing.signals import read_processes
 
 CONNECT_TIMEOUT_S = 2.0
 
@@ -45,7 +44,7 @@ async def read_status(url: str, models: Iterable[str], settings: QueueSettings) 
     except ServerError as exc:
         raise NotRunning(f"inferq is not running (no queue server at {url})") from exc
     try:
-        processes = await _processes(client)
+        processes = await read_processes(client)
         served = {str(p["model"]) for p in processes if p["kind"] == "worker"}
         figures = await read_figures(client, settings, sorted(set(models) | served))
         queues = [model.as_dict() for model in figures.values()]
@@ -57,32 +56,6 @@ async def read_status(url: str, models: Iterable[str], settings: QueueSettings) 
         "queues": queues,
         "metrics_urls": [p["metrics_url"] for p in processes if p["metrics_url"]],
     }
-
-
-async def _processes(client: Client) -> list[dict[str, Any]]:
-    """API processes and workers: ``health`` is stale once the alive key expired, else what
-    the process says (a worker whose engine stopped stepping says stalled, and why)."""
-    apis: dict[str, str] = await client.hgetall(keys.API_PROCESSES)
-    workers: dict[str, str] = await client.hgetall(keys.WORKERS)
-    names = [("api", name) for name in sorted(apis)] + [("worker", n) for n in sorted(workers)]
-    async with client.pipeline(transaction=False) as pipe:
-        for kind, name in names:
-            pipe.exists(keys.api_heartbeat(name) if kind == "api" else keys.heartbeat(name))
-        alive: list[int] = await pipe.execute()
-    now = time.time()
-    processes: list[dict[str, Any]] = []
-    for (kind, name), up in zip(names, alive, strict=True):
-        entry = json.loads(apis[name] if kind == "api" else workers[name])
-        said = entry.pop("health", "ok")
-        process: dict[str, Any] = {"kind": kind, "id": name, "health": said if up else "stale"}
-        if kind == "worker":
-            last = float(entry.get("last_progress") or 0)
-            entry["since_progress_s"] = round(now - last, 1) if last else None
-            entry.pop("last_progress", None)
-        process.update(entry)
-        process["metrics_url"] = entry.get("metrics_url") or None
-        processes.append(process)
-    return processes
 
 
 def render(report: dict[str, Any], console: Console) -> None:
