@@ -14,6 +14,7 @@ from queueing.catalogue import Catalogue
 from queueing.connection import connect
 from queueing.errors import ServerError
 from queueing.figures import read_figures
+from queueing.pools import PoolDecision, read_decisions, read_running
 from queueing.settings import QueueSettings, Settings
 from queueing.signals import read_processes
 
@@ -48,14 +49,42 @@ async def read_status(url: str, models: Iterable[str], settings: QueueSettings) 
         served = {str(p["model"]) for p in processes if p["kind"] == "worker"}
         figures = await read_figures(client, settings, sorted(set(models) | served))
         queues = [model.as_dict() for model in figures.values()]
+        pools = _pools(processes, await read_decisions(client), await read_running(client))
     finally:
         await client.aclose()
     return {
         "queue_server": url,
         "processes": processes,
         "queues": queues,
+        "pools": pools,
         "metrics_urls": [p["metrics_url"] for p in processes if p["metrics_url"]],
     }
+
+
+def _pools(
+    processes: list[dict[str, Any]], decisions: dict[str, PoolDecision], running: dict[str, int]
+) -> list[dict[str, Any]]:
+    """Each pool: the autoscaler's last decision and reason, and its workers now."""
+    rows = []
+    for pool in sorted(set(decisions) | set(running)):
+        workers = [p for p in processes if p["kind"] == "worker" and p.get("pool") == pool]
+        ready = sum(1 for w in workers if w["health"] == "ok")
+        decided = decisions.get(pool)
+        runs = running.get(pool)
+        rows.append(
+            {
+                "pool": pool,
+                "model": decided.model if decided else None,
+                "desired": decided.desired if decided else None,
+                "running": runs,
+                "starting": max(0, runs - len(workers)) if runs is not None else None,
+                "ready": ready,
+                "unhealthy": len(workers) - ready,
+                "reason": decided.reason if decided else None,
+                "decided_at": decided.at if decided else None,
+            }
+        )
+    return rows
 
 
 def render(report: dict[str, Any], console: Console) -> None:
@@ -64,6 +93,8 @@ def render(report: dict[str, Any], console: Console) -> None:
     processes = report["processes"]
     console.print(_process_table(processes) if processes else "no API or worker registered")
     console.print(_queue_table(report["queues"]))
+    if report["pools"]:
+        console.print(_pool_table(report["pools"]))
     console.print("metrics:")
     for p in processes:
         if p["metrics_url"]:
@@ -104,6 +135,18 @@ def _queue_table(models: list[dict[str, Any]]) -> Table:
         table.add_row(name, "[bold]in flight[/]", "", f"{m['inflight_units']:g}")
         for q in m["queues"]:
             table.add_row(name, f"  {q['class']}:{q['band']}", str(q["jobs"]), f"{q['units']:g}")
+    return table
+
+
+def _pool_table(pools: list[dict[str, Any]]) -> Table:
+    table = Table(title="Pools")
+    table.add_column("pool")
+    for column in ("desired", "starting", "ready", "unhealthy"):
+        table.add_column(column, justify="right")
+    table.add_column("last decision", overflow="fold")
+    for p in pools:
+        cells = ["-" if p[f] is None else str(p[f]) for f in ("desired", "starting", "ready")]
+        table.add_row(p["pool"], *cells, str(p["unhealthy"]), p["reason"] or "-")
     return table
 
 

@@ -20,6 +20,9 @@ MAX_PARTITIONS = len(TAGS)
 _REGISTRY = f"{PREFIX}:{{reg}}"
 WORKERS = f"{_REGISTRY}:workers"
 API_PROCESSES = f"{_REGISTRY}:apis"
+POOLS = f"{_REGISTRY}:pools"  # hash: pool -> the autoscaler's last decision (JSON)
+POOLS_RUNNING = f"{_REGISTRY}:pools:running"  # hash: pool -> replicas its actuator runs (JSON)
+AUTOSCALER_LEASE = f"{_REGISTRY}:autoscaler"  # the active autoscaler's name, with a TTL
 _JOB_ID_PREFIX = "job_"
 
 

@@ -144,6 +144,7 @@ class AutoscalerSettings(BaseModel):
     predictive: bool = False
     default_capacity: Annotated[float, Field(gt=0)] = 1.0  # units/s of an uncalibrated type
     lease_ttl_s: Annotated[float, Field(gt=0)] = 5.0
+    metrics_port: int = 0  # 0: any free port (the log says which)
     actuator: Literal["local", "kubernetes", "dry-run"] = "local"
     k8s_namespace: str = "default"
     k8s_deployment: str = "inferq-worker-{pool}"  # {pool}: the pool's name
