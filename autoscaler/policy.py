@@ -115,7 +115,8 @@ def _allocate(need: float, pools: Sequence[Pool], zero: bool) -> dict[str, int]:
 def decide(signals: Signals, pools: Sequence[Pool], state: State, knobs: Knobs) -> Decision:
     """Replicas per pool of one model (see the module's description)."""
     rate, trend = _rate(signals, state, knobs)
-    busy = signals.queued_units > 0 or signals.inflight_units > 0 or rate > 1e-6
+    arrived = state.last_at is not None and signals.arrived_units > state.last_arrived
+    busy = signals.queued_units > 0 or signals.inflight_units > 0 or arrived
     last_active = signals.at if busy else state.last_active_at
     coming = sum((p.ready + p.starting) * p.capacity for p in pools)
     expected = rate + max(0.0, trend) * knobs.startup_s if knobs.predictive else rate
