@@ -8,6 +8,7 @@ import asyncio
 import functools
 import logging
 import threading
+from collections.abc import Callable
 
 from inferq.supervisor import Supervisor
 from queueing.connection import Client, connect
@@ -36,16 +37,25 @@ def worker_command(
     return ["worker", "--model", settings.pool_model(pool)], env
 
 
+Command = Callable[[Settings, str, str, int], tuple[list[str], dict[str, str]]]
+
+
 class PoolKeeper:
     """Follows the recorded decisions with the supervisor's workers, every ``interval_s``."""
 
     def __init__(
-        self, supervisor: Supervisor, settings: Settings, url: str, interval_s: float = 1.0
+        self,
+        supervisor: Supervisor,
+        settings: Settings,
+        url: str,
+        interval_s: float = 1.0,
+        command: Command = worker_command,
     ) -> None:
         self.supervisor = supervisor
         self.settings = settings
         self.url = url
         self.interval_s = interval_s
+        self.command = command
         self.stop = threading.Event()
 
     def start(self) -> threading.Thread:
@@ -75,7 +85,7 @@ class PoolKeeper:
         for pool, spec in self.settings.pools.items():
             decided = decisions.get(pool)
             target = decided.desired if decided is not None else spec.min_replicas
-            spawn = functools.partial(worker_command, self.settings, self.url, pool)
+            spawn = functools.partial(self.command, self.settings, self.url, pool)
             self.supervisor.scale(pool, target, spawn)
             running[pool] = len(self.supervisor.pool(pool))
         await publish_running(client, running)

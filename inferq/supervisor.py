@@ -47,8 +47,9 @@ class Child:
 class Supervisor:
     """Keeps children running; a child that dies is restarted with a growing delay."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, program: list[str] | None = None) -> None:
         self.console = console
+        self.program = program or [sys.executable, "-m", "inferq"]  # children run it with args
         self.children: list[Child] = []
         self.lock = threading.RLock()  # pool scaling runs in another thread
         self._stopping = False
@@ -58,7 +59,7 @@ class Supervisor:
         self, name: str, args: list[str], env: dict[str, str], pool: str | None = None
     ) -> Child:
         """Register and start ``python -m inferq <args>`` as ``name``."""
-        child = Child(name, [sys.executable, "-m", "inferq", *args], env, pool=pool)
+        child = Child(name, [*self.program, *args], env, pool=pool)
         with self.lock:
             child.start()
             self.children.append(child)
