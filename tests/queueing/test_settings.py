@@ -24,3 +24,11 @@ def test_a_malformed_api_key_entry_is_named(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("INFERQ_API_KEYS", "k1:alice,k2")
     with pytest.raises(ValidationError, match="'k2' is not in the form key:tenant"):
         Settings()
+
+
+def test_a_pool_whose_maximum_is_below_its_minimum_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INFERQ_POOLS", '{"p": {"min_replicas": 3, "max_replicas": 2}}')
+    with pytest.raises(ValidationError, match="max_replicas 2 < min_replicas 3"):
+        Settings()
