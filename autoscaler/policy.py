@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 class Knobs:
     """The policy's tunables (``AutoscalerSettings`` holds them for the live loop)."""
 
-    target_utilisation: float = 1.0  # of calibrated capacity; the drain term is the headroom
+    target_utilisation: float = 0.96  # of calibrated capacity; the drain term adds headroom
     drain_s: float = 40.0
     startup_s: float = 75.0
     scale_down_window_s: float = 20.0

