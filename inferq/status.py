@@ -14,7 +14,7 @@ from queueing.catalogue import Catalogue
 from queueing.connection import connect
 from queueing.errors import ServerError
 from queueing.figures import read_figures
-from queueing.pools import PoolDecision, read_decisions, read_running
+from queueing.pools import PoolDecision, lease_holder, read_decisions, read_running
 from queueing.settings import QueueSettings, Settings
 from queueing.signals import read_processes
 
@@ -50,6 +50,7 @@ async def read_status(url: str, models: Iterable[str], settings: QueueSettings) 
         figures = await read_figures(client, settings, sorted(set(models) | served))
         queues = [model.as_dict() for model in figures.values()]
         pools = _pools(processes, await read_decisions(client), await read_running(client))
+        autoscaler = await lease_holder(client)
     finally:
         await client.aclose()
     return {
@@ -57,6 +58,7 @@ async def read_status(url: str, models: Iterable[str], settings: QueueSettings) 
         "processes": processes,
         "queues": queues,
         "pools": pools,
+        "autoscaler": autoscaler,
         "metrics_urls": [p["metrics_url"] for p in processes if p["metrics_url"]],
     }
 
@@ -95,6 +97,8 @@ def render(report: dict[str, Any], console: Console) -> None:
     console.print(_queue_table(report["queues"]))
     if report["pools"]:
         console.print(_pool_table(report["pools"]))
+    if report["autoscaler"]:
+        console.print(f"autoscaler: {report['autoscaler']} holds the lease", markup=False)
     console.print("metrics:")
     for p in processes:
         if p["metrics_url"]:
