@@ -12,6 +12,7 @@ from rich.table import Table
 
 from api.server import run_api
 from inferq.batch_cli import batch_app
+from inferq.pools import PoolKeeper, worker_command
 from inferq.readiness import announce_when_ready
 from inferq.redis_url import queue_server
 from inferq.status import NotRunning, show
@@ -163,19 +164,44 @@ def calibrate(
 
 
 @app.command()
-def up(workers: int = typer.Option(1, min=0, help="LLM workers to run")) -> None:
-    """Everything on one machine: embedded Valkey, the API, LLM workers, the batch worker and a
-    supervisor that restarts what dies; Ctrl-C stops all."""
+def autoscaler(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only log what it would do"),
+) -> None:
+    """Size every worker pool from queued units and arrival rates (one acts at a time: the
+    others wait for its lease)."""
+    settings = Settings()
+    if settings.redis.url is None:
+        console.print("[red]set INFERQ_REDIS__URL[/] (`inferq up` sets it for its autoscaler)")
+        raise typer.Exit(2)
+    from inferq.autoscaling import run_autoscaler
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    run_autoscaler(settings, settings.redis.url, dry_run=dry_run)
+
+
+@app.command()
+def up(
+    workers: int | None = typer.Option(
+        None, min=0, help="A fixed number of LLM workers (default: the autoscaled pools)"
+    ),
+) -> None:
+    """Everything on one machine: embedded Valkey, the API, the batch worker, the autoscaler and
+    its pools of LLM workers (or a fixed number), and a supervisor that restarts what dies;
+    Ctrl-C stops all."""
     settings = Settings()
     with queue_server(settings) as url:
         supervisor = Supervisor(console)
         supervisor.add("api", ["api"], {"INFERQ_REDIS__URL": url})
         supervisor.add("arq", ["arq"], {"INFERQ_REDIS__URL": url})
-        for i in range(workers):
-            env = {"INFERQ_REDIS__URL": url}
-            if settings.worker.metrics_port:  # a fixed port: one after another per worker
-                env["INFERQ_WORKER__METRICS_PORT"] = str(settings.worker.metrics_port + i)
-            supervisor.add(f"worker-{i}", ["worker"], env)
+        keeper = None
+        if workers is None:
+            env = {"INFERQ_REDIS__URL": url, "INFERQ_AUTOSCALER__ACTUATOR": "local"}
+            supervisor.add("autoscaler", ["autoscaler"], env)
+            keeper = PoolKeeper(supervisor, settings, url)
+            keeper.start()
+        for i in range(workers or 0):
+            command, env = worker_command(settings, url, "default", i + 1)
+            supervisor.add(f"worker-{i}", command, env)
         base = f"http://{settings.api.host}:{settings.api.port}"
         stop = threading.Event()
         announcer = threading.Thread(
@@ -186,6 +212,8 @@ def up(workers: int = typer.Option(1, min=0, help="LLM workers to run")) -> None
             supervisor.run()
         finally:
             stop.set()
+            if keeper is not None:
+                keeper.stop.set()
 
 
 @app.command()

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from queueing import keys
 from queueing.catalogue import Catalogue
-from queueing.connection import Client, connect
+from queueing.connection import connect
 from queueing.errors import ServerError
 from queueing.figures import read_figures
+from queueing.pools import PoolDecision, lease_holder, read_decisions, read_running
 from queueing.settings import QueueSettings, Settings
+from queueing.signals import read_processes
 
 CONNECT_TIMEOUT_S = 2.0
 
@@ -45,44 +45,48 @@ async def read_status(url: str, models: Iterable[str], settings: QueueSettings) 
     except ServerError as exc:
         raise NotRunning(f"inferq is not running (no queue server at {url})") from exc
     try:
-        processes = await _processes(client)
+        processes = await read_processes(client)
         served = {str(p["model"]) for p in processes if p["kind"] == "worker"}
         figures = await read_figures(client, settings, sorted(set(models) | served))
         queues = [model.as_dict() for model in figures.values()]
+        pools = _pools(processes, await read_decisions(client), await read_running(client))
+        autoscaler = await lease_holder(client)
     finally:
         await client.aclose()
     return {
         "queue_server": url,
         "processes": processes,
         "queues": queues,
+        "pools": pools,
+        "autoscaler": autoscaler,
         "metrics_urls": [p["metrics_url"] for p in processes if p["metrics_url"]],
     }
 
 
-async def _processes(client: Client) -> list[dict[str, Any]]:
-    """API processes and workers: ``health`` is stale once the alive key expired, else what
-    the process says (a worker whose engine stopped stepping says stalled, and why)."""
-    apis: dict[str, str] = await client.hgetall(keys.API_PROCESSES)
-    workers: dict[str, str] = await client.hgetall(keys.WORKERS)
-    names = [("api", name) for name in sorted(apis)] + [("worker", n) for n in sorted(workers)]
-    async with client.pipeline(transaction=False) as pipe:
-        for kind, name in names:
-            pipe.exists(keys.api_heartbeat(name) if kind == "api" else keys.heartbeat(name))
-        alive: list[int] = await pipe.execute()
-    now = time.time()
-    processes: list[dict[str, Any]] = []
-    for (kind, name), up in zip(names, alive, strict=True):
-        entry = json.loads(apis[name] if kind == "api" else workers[name])
-        said = entry.pop("health", "ok")
-        process: dict[str, Any] = {"kind": kind, "id": name, "health": said if up else "stale"}
-        if kind == "worker":
-            last = float(entry.get("last_progress") or 0)
-            entry["since_progress_s"] = round(now - last, 1) if last else None
-            entry.pop("last_progress", None)
-        process.update(entry)
-        process["metrics_url"] = entry.get("metrics_url") or None
-        processes.append(process)
-    return processes
+def _pools(
+    processes: list[dict[str, Any]], decisions: dict[str, PoolDecision], running: dict[str, int]
+) -> list[dict[str, Any]]:
+    """Each pool: the autoscaler's last decision and reason, and its workers now."""
+    rows = []
+    for pool in sorted(set(decisions) | set(running)):
+        workers = [p for p in processes if p["kind"] == "worker" and p.get("pool") == pool]
+        ready = sum(1 for w in workers if w["health"] == "ok")
+        decided = decisions.get(pool)
+        runs = running.get(pool)
+        rows.append(
+            {
+                "pool": pool,
+                "model": decided.model if decided else None,
+                "desired": decided.desired if decided else None,
+                "running": runs,
+                "starting": max(0, runs - len(workers)) if runs is not None else None,
+                "ready": ready,
+                "unhealthy": len(workers) - ready,
+                "reason": decided.reason if decided else None,
+                "decided_at": decided.at if decided else None,
+            }
+        )
+    return rows
 
 
 def render(report: dict[str, Any], console: Console) -> None:
@@ -91,6 +95,10 @@ def render(report: dict[str, Any], console: Console) -> None:
     processes = report["processes"]
     console.print(_process_table(processes) if processes else "no API or worker registered")
     console.print(_queue_table(report["queues"]))
+    if report["pools"]:
+        console.print(_pool_table(report["pools"]))
+    if report["autoscaler"]:
+        console.print(f"autoscaler: {report['autoscaler']} holds the lease", markup=False)
     console.print("metrics:")
     for p in processes:
         if p["metrics_url"]:
@@ -131,6 +139,18 @@ def _queue_table(models: list[dict[str, Any]]) -> Table:
         table.add_row(name, "[bold]in flight[/]", "", f"{m['inflight_units']:g}")
         for q in m["queues"]:
             table.add_row(name, f"  {q['class']}:{q['band']}", str(q["jobs"]), f"{q['units']:g}")
+    return table
+
+
+def _pool_table(pools: list[dict[str, Any]]) -> Table:
+    table = Table(title="Pools")
+    table.add_column("pool")
+    for column in ("desired", "starting", "ready", "unhealthy"):
+        table.add_column(column, justify="right")
+    table.add_column("last decision", overflow="fold")
+    for p in pools:
+        cells = ["-" if p[f] is None else str(p[f]) for f in ("desired", "starting", "ready")]
+        table.add_row(p["pool"], *cells, str(p["unhealthy"]), p["reason"] or "-")
     return table
 
 

