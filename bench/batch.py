@@ -70,6 +70,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--prompt-scale", type=float, default=1 / 16)
     p.add_argument("--output-scale", type=float, default=1 / 4)
     p.add_argument("--unit-budget", type=float, default=DEFAULT_UNIT_BUDGET)
+    p.add_argument("--logs", type=Path, default=None, help="keep the logs in this folder")
     return p.parse_args()
 
 
@@ -144,6 +145,8 @@ async def _inferq_side(
             paced_interactive(http, _interactive(maker, n_paced, 5000), args.rate)
         )
         window_s = time.perf_counter() - window_start
+        slowest = sorted(range(n_paced), key=lambda i: -beside.latencies_s[i])[:3]
+        print(f"beside a batch: slowest requests (by send order) {slowest}", flush=True)
         batch_tokens = await _worker_tokens(watch.redis_url or "") - before - beside.tokens
         await side.cancel(background)
     return {
@@ -188,7 +191,8 @@ def main() -> None:
     print(f"batch file: {len(lines)} lines, {round(mean_out * len(lines))} tokens out", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="inferq-batch-bench-") as tmp:
-        tmpdir = Path(tmp)
+        tmpdir = args.logs or Path(tmp)
+        tmpdir.mkdir(parents=True, exist_ok=True)
         file = tmpdir / "batch.jsonl"
         write_jsonl(lines, file)
         print(f"logs: {tmpdir} (kept until the run ends)", flush=True)

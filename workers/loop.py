@@ -240,9 +240,9 @@ class Worker:
             return False
         waiting = await self.queue.waiting_above_batch()
         victims = self.batch.victims(self._in_engine(), waiting)
-        for run in victims:
-            log.info("job %s: preempted for %.3g waiting units", run.job.id, waiting)
-            await self.runner.interrupt(run, preempted=True)
+        if victims:
+            log.info("preempting %d batch jobs for %.3g waiting units", len(victims), waiting)
+        await asyncio.gather(*(self.runner.interrupt(run, preempted=True) for run in victims))
         return bool(victims)
 
     def _full(self, load: Load) -> bool:
