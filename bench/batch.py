@@ -8,7 +8,8 @@ one worker with its engine settings, arq) as a batch of the OpenAI Batch API, su
 with the official client, and (b) through
 ``python -m vllm.entrypoints.openai.run_batch`` with the same engine settings, its batch step
 timed without the engine's start-up. On inferq, interactive chat completions then arrive at
-a steady rate alone, and again while a large batch runs; their p99 latencies, the ratio of
+a steady rate alone, and again while a large batch runs (from ``--settle-s`` after it has
+filled the engine); their p99 latencies, the ratio of
 the two, and the batch's own token rate while they run are the interference figures. Each
 side gets the machine to itself; a process that dies or a worker that stalls ends the run.
 The last line printed is JSON.
@@ -71,6 +72,13 @@ def _args() -> argparse.Namespace:
     p.add_argument("--output-scale", type=float, default=1 / 4)
     p.add_argument("--unit-budget", type=float, default=DEFAULT_UNIT_BUDGET)
     p.add_argument("--logs", type=Path, default=None, help="keep the logs in this folder")
+    p.add_argument(
+        "--settle-s",
+        type=float,
+        default=10.0,
+        help="after the big batch fills the engine, wait this long before interactive traffic"
+        " (0: it arrives into the batch's first prefills, the worst case)",
+    )
     return p.parse_args()
 
 
@@ -140,6 +148,7 @@ async def _inferq_side(
 
         background = await side.submit(batch_lines(maker, big, args.scale, seed=23))
         await watch.guard(_engine_holds(watch.redis_url or "", 32))
+        await asyncio.sleep(args.settle_s)  # past the flood of batch prefills: a running batch
         before, window_start = await _worker_tokens(watch.redis_url or ""), time.perf_counter()
         beside = await watch.guard(
             paced_interactive(http, _interactive(maker, n_paced, 5000), args.rate)
@@ -200,7 +209,7 @@ def main() -> None:
             _port(18400), _port(18500), args.unit_budget, tmpdir / "valkey", tmpdir, arq=True
         ) as side:
             # Large enough to outlast the interactive phase at the full batch rate.
-            big = math.ceil(200.0 * (args.seconds + 30) / mean_out)
+            big = math.ceil(200.0 * (args.seconds + args.settle_s + 30) / mean_out)
             ours = asyncio.run(_inferq_side(side.base, side.watch, lines, big, maker, args))
         theirs = _run_batch(config, file, tmpdir)
         print(f"(b) vLLM run_batch: {theirs}", flush=True)
@@ -221,6 +230,7 @@ def main() -> None:
         "tokens": {"inferq": ours["tokens"], "run_batch": theirs["tokens"]},
         "run_batch_wall_s": round(theirs["wall_s"], 1),
         "interactive": {"rate_per_s": args.rate, "seconds": args.seconds},
+        "settle_s": args.settle_s,
         "batch_submission": "OpenAI Batch API (files.create, batches.create, retrieve)",
         "inferq_unit_budget": args.unit_budget,
         "batch_share_when_busy": settings.worker.batch_share_when_busy,
