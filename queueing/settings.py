@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -90,6 +90,23 @@ class WorkerSettings(BaseModel):
     metrics_port: int = 0  # 0: any free port (the heartbeat entry says which)
 
 
+class PreprocessSettings(BaseModel):
+    """Image preparation: what is accepted (checked before decoding) and what is made of it.
+
+    ``max_edge`` is the longest side a prepared image has (the model's processor size);
+    ``processes`` unset means one per CPU the container really has.
+    """
+
+    formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF"])
+    max_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
+    max_pixels: Annotated[int, Field(ge=1)] = 50_000_000
+    max_edge: Annotated[int, Field(ge=16)] = 512
+    output_format: Literal["JPEG", "PNG"] = "JPEG"
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
+    reducing_gap: Annotated[float, Field(ge=1.0)] = 2.0
+    processes: Annotated[int, Field(ge=1)] | None = None
+
+
 class Settings(BaseSettings):
     """All of inferq's configuration."""
 
@@ -101,6 +118,7 @@ class Settings(BaseSettings):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings)
     # NoDecode: the environment's value reaches the validator as text, not JSON-decoded first.
     api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     models_dir: Path = Path.home() / ".cache" / "inferq" / "models"
