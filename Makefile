@@ -64,6 +64,7 @@ test: setup lint pytest
 bench: setup
 	$(PY) bench/queue.py
 	$(PY) bench/pipeline.py
+	$(PRE_VENV)/bin/python bench/preprocess.py
 
 clean:
 	rm -rf $(VENV) $(PRE_VENV) .inferq .mypy_cache .ruff_cache .pytest_cache
