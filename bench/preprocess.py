@@ -23,6 +23,7 @@ import json
 import os
 import pickle
 import shutil
+import statistics
 import subprocess
 import tempfile
 from typing import Any
@@ -33,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description="inferq's image preparation vs plain Pillow")
     p.add_argument("--quick", action="store_true", help="a smaller run of the same shape")
-    p.add_argument("--rounds", type=int, help="timed passes over the images")
+    p.add_argument("--rounds", type=int, help="timed passes over the images per run")
+    p.add_argument("--trials", type=int, help="runs of each side (the median is reported)")
     p.add_argument("--naive-python", type=Path, help="interpreter of the naive side")
     p.add_argument("--side", choices=["inferq", "naive"], help=argparse.SUPPRESS)
     p.add_argument("--images", type=Path, help=argparse.SUPPRESS)
@@ -74,50 +76,74 @@ def _child(side: str, images: Path, rounds: int) -> None:
     )
 
 
+def _measure(
+    sides: list[tuple[str, str]], path: Path, rounds: int, trials: int, pinned: bool
+) -> dict[str, list[dict[str, Any]]]:
+    """Every side, unpinned and (with taskset) on one core, ``trials`` times, interleaved so
+    that load from other processes on the machine falls on both sides alike."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for trial in range(trials):
+        for core in (None, 0) if pinned else (None,):
+            for side, python in sides:
+                label = f"{side}{'' if core is None else '_one_core'}"
+                got = _side(python, side, path, rounds, core)
+                runs.setdefault(label, []).append(got)
+                print(
+                    f"[{trial}] {label}: {got['img_s']:.2f} img/s, {got['img_cpu_s']:.2f} img/CPU-s"
+                    f" ({got['pil']}, {got['cpus']} CPUs)"
+                )
+    return runs
+
+
+def _median(runs: list[dict[str, Any]], figure: str = "img_s") -> float:
+    return round(float(statistics.median(run[figure] for run in runs)), 2)
+
+
 def main() -> None:
     args = _args()
-    rounds = args.rounds or (2 if args.quick else 5)
+    rounds = args.rounds or (2 if args.quick else 4)
     if args.side:
         _child(args.side, args.images, rounds)
         return
     from bench.preprocess_images import samples
 
-    counts = (3, 1, 8) if args.quick else (8, 3, 24)
+    counts = (3, 1, 8) if args.quick else (8, 2, 16)
+    trials = args.trials or (3 if args.quick else 5)
     images = samples(*counts)
-    naive_python = _naive_python(args.naive_python)
+    sides = [("inferq", sys.executable), ("naive", _naive_python(args.naive_python))]
+    pinned = shutil.which("taskset") is not None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "images.pickle"
         path.write_bytes(pickle.dumps([s.data for s in images]))
         print(
             f"{len(images)} images ({counts[0]} 12 MP JPEG, {counts[1]} 12 MP PNG, {counts[2]}"
-            f" small), {sum(len(s.data) for s in images) / 1e6:.1f} MB, {rounds} timed rounds",
+            f" small), {sum(len(s.data) for s in images) / 1e6:.1f} MB, {rounds} timed rounds"
+            f" per run, median of {trials} runs",
             flush=True,
         )
-        pinned = shutil.which("taskset") is not None
-        runs: dict[str, dict[str, Any]] = {}
-        for core in (None, 0) if pinned else (None,):
-            for side, python in (("inferq", sys.executable), ("naive", naive_python)):
-                label = f"{side}{'' if core is None else '_one_core'}"
-                runs[label] = _side(python, side, path, rounds, core)
-                got = runs[label]
-                print(f"{label}: {got['img_s']:.2f} img/s ({got['pil']}, {got['cpus']} CPUs)")
-    if runs["inferq"]["sizes"] != runs["naive"]["sizes"]:
+        runs = _measure(sides, path, rounds, trials, pinned)
+    if runs["inferq"][0]["sizes"] != runs["naive"][0]["sizes"]:
         raise SystemExit("the two sides prepared different sizes")
+    inferq, naive = _median(runs["inferq"]), _median(runs["naive"])
     result: dict[str, Any] = {
         "bench": "preprocess",
-        "inferq_img_s": round(runs["inferq"]["img_s"], 2),
-        "naive_img_s": round(runs["naive"]["img_s"], 2),
-        "ratio": round(runs["inferq"]["img_s"] / runs["naive"]["img_s"], 2),
-        "simd": runs["inferq"]["simd"],
-        "naive_simd": runs["naive"]["simd"],
-        "cpus": runs["inferq"]["cpus"],
+        "inferq_img_s": inferq,
+        "naive_img_s": naive,
+        "ratio": round(inferq / naive, 2),
+        "inferq_img_cpu_s": _median(runs["inferq"], "img_cpu_s"),
+        "naive_img_cpu_s": _median(runs["naive"], "img_cpu_s"),
+        "cpu_ratio": round(
+            _median(runs["inferq"], "img_cpu_s") / _median(runs["naive"], "img_cpu_s"), 2
+        ),
+        "simd": runs["inferq"][0]["simd"],
+        "naive_simd": runs["naive"][0]["simd"],
+        "cpus": runs["inferq"][0]["cpus"],
     }
     if pinned:
-        result["inferq_one_core_img_s"] = round(runs["inferq_one_core"]["img_s"], 2)
-        result["naive_one_core_img_s"] = round(runs["naive_one_core"]["img_s"], 2)
-        result["one_core_ratio"] = round(
-            runs["inferq_one_core"]["img_s"] / runs["naive_one_core"]["img_s"], 2
-        )
+        one_inferq, one_naive = _median(runs["inferq_one_core"]), _median(runs["naive_one_core"])
+        result["inferq_one_core_img_s"] = one_inferq
+        result["naive_one_core_img_s"] = one_naive
+        result["one_core_ratio"] = round(one_inferq / one_naive, 2)
     print(json.dumps(result))
 
 

@@ -38,24 +38,42 @@ def naive_one(data: bytes) -> tuple[int, int]:
     return image.size
 
 
+def inferq_task(data: bytes) -> tuple[tuple[int, int], float]:
+    """``inferq_one`` and the CPU seconds it took (its pool process is single-threaded)."""
+    started = time.process_time()
+    size = inferq_one(data)
+    return size, time.process_time() - started
+
+
+def naive_task(data: bytes) -> tuple[tuple[int, int], float]:
+    """``naive_one``; its threads share one process, whose CPU time ``run`` reads instead."""
+    return naive_one(data), 0.0
+
+
+Task = Callable[[bytes], tuple[tuple[int, int], float]]
+
+
 @contextmanager
-def executor(side: str) -> Iterator[tuple[Executor, Callable[[bytes], tuple[int, int]]]]:
-    """The side's executor (started and warm) and its per-image function."""
+def executor(side: str) -> Iterator[tuple[Executor, Task]]:
+    """The side's executor (started and warm) and its per-image task."""
     if side == "inferq":
         with process_pool(pool_size(usable_cpus(), None)) as pool:
             list(pool.map(len, [b""] * 32))  # start every process before the clock does
-            yield pool, inferq_one
+            yield pool, inferq_task
     else:
         with ThreadPoolExecutor() as threads:
-            yield threads, naive_one
+            yield threads, naive_task
 
 
 def run(side: str, images: list[bytes], rounds: int) -> dict[str, object]:
-    """Images per second of ``side`` over ``rounds`` passes of ``images`` (one warm-up pass)."""
-    with executor(side) as (pool, one):
-        sizes = list(pool.map(one, images))
-        started = time.perf_counter()
+    """Images per second and per CPU second of ``side`` over ``rounds`` passes of ``images``
+    (after one warm-up pass). CPU counts this process and, for inferq, its pool's tasks."""
+    with executor(side) as (pool, task):
+        sizes = [size for size, _ in pool.map(task, images)]
+        started, cpu_started, task_cpu = time.perf_counter(), time.process_time(), 0.0
         for _ in range(rounds):
-            list(pool.map(one, images))
+            task_cpu += sum(cpu for _, cpu in pool.map(task, images))
         elapsed = time.perf_counter() - started
-    return {"img_s": rounds * len(images) / elapsed, "seconds": elapsed, "sizes": sizes}
+        cpu = time.process_time() - cpu_started + task_cpu
+    done = rounds * len(images)
+    return {"img_s": done / elapsed, "img_cpu_s": done / cpu, "seconds": elapsed, "sizes": sizes}
