@@ -6,7 +6,8 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 
-# Thread-count knobs of OpenMP, the BLAS builds numpy and torch use, numexpr and torch.
+# Thread-count knobs of OpenMP (torch's intra-op pool reads OMP_NUM_THREADS), the BLAS
+# builds numpy and torch use, and numexpr.
 THREAD_ENV = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -14,7 +15,6 @@ THREAD_ENV = (
     "BLIS_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
     "NUMEXPR_NUM_THREADS",
-    "TORCH_NUM_THREADS",
 )
 
 

@@ -22,7 +22,7 @@ def test_configured_processes_win_over_the_cpu_count() -> None:
 def test_pool_processes_run_single_threaded() -> None:
     with process_pool(2) as pool:
         values = list(
-            pool.map(os.getenv, ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_NUM_THREADS"])
+            pool.map(os.getenv, ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"])
         )
         pids = {pool.submit(os.getpid).result() for _ in range(4)}
     assert values == ["1", "1", "1"]

@@ -141,3 +141,10 @@ def test_the_same_bytes_get_the_same_key() -> None:
     data = encode(scene(100, 80), "PNG")
     assert prepare(data, SETTINGS).key == prepare(data, SETTINGS).key
     assert prepare(data, SETTINGS).key != prepare(encode(scene(100, 81), "PNG"), SETTINGS).key
+
+
+def test_an_animated_gif_gives_its_first_frame() -> None:
+    frames = [Image.new("RGB", (40, 30), colour) for colour in (RED, BLUE, WHITE)]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+    out = decoded(prepare(data, SETTINGS).data)
+    assert out.size == (40, 30) and near(out.getpixel((20, 15)), RED)
