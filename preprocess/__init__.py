@@ -1,0 +1,1 @@
+"""Pure, synchronous image work for the preprocess tier: validate, decode, resize, encode."""

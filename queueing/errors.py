@@ -35,6 +35,12 @@ class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 
 
+class InvalidImage(InvalidRequest):
+    """An image part cannot be used: bad data URL, format, size, or content."""
+
+    code = "invalid_image"
+
+
 class ModelNotFound(InferqError):
     """The model is not in the catalogue."""
 

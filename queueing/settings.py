@@ -204,6 +204,23 @@ class AutoscalerSettings(BaseModel):
     k8s_deployment: str = "inferq-worker-{pool}"  # {pool}: the pool's name
 
 
+class PreprocessSettings(BaseModel):
+    """Image preparation: what is accepted (checked before decoding) and what is made of it.
+
+    ``max_edge`` is the longest side a prepared image has (the model's processor size);
+    ``processes`` unset means one per CPU the container really has.
+    """
+
+    formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF"])
+    max_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
+    max_pixels: Annotated[int, Field(ge=1)] = 50_000_000
+    max_edge: Annotated[int, Field(ge=16)] = 512
+    output_format: Literal["JPEG", "PNG"] = "JPEG"
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
+    reducing_gap: Annotated[float, Field(ge=1.0)] = 2.0
+    processes: Annotated[int, Field(ge=1)] | None = None
+
+
 class Settings(BaseSettings):
     """All of inferq's configuration."""
 
@@ -219,6 +236,7 @@ class Settings(BaseSettings):
     files: FileSettings = Field(default_factory=FileSettings)
     pools: dict[str, PoolSettings] = Field(default_factory=lambda: {"default": PoolSettings()})
     autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings)
+    preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings)
     # NoDecode: the environment's value reaches the validator as text, not JSON-decoded first.
     api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     models_dir: Path = Path.home() / ".cache" / "inferq" / "models"

@@ -53,3 +53,15 @@ def test_a_pool_whose_maximum_is_below_its_minimum_is_refused(
     monkeypatch.setenv("INFERQ_POOLS", '{"p": {"min_replicas": 3, "max_replicas": 2}}')
     with pytest.raises(ValidationError, match="max_replicas 2 < min_replicas 3"):
         Settings()
+
+
+def test_preprocess_limits_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERQ_PREPROCESS__MAX_EDGE", "1024")
+    monkeypatch.setenv("INFERQ_PREPROCESS__FORMATS", '["JPEG", "PNG"]')
+    monkeypatch.setenv("INFERQ_PREPROCESS__PROCESSES", "3")
+    settings = Settings().preprocess
+    assert (settings.max_edge, settings.formats, settings.processes) == (1024, ["JPEG", "PNG"], 3)
+    assert settings.max_pixels == 50_000_000 and settings.output_format == "JPEG"
+    monkeypatch.setenv("INFERQ_PREPROCESS__OUTPUT_FORMAT", "BMP")
+    with pytest.raises(ValidationError, match="output_format"):
+        Settings()

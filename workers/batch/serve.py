@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,7 @@ from workers.batch.runner import BatchRunner
 from workers.batch.validate import Validator
 
 CONNECTIONS = 32
+log = logging.getLogger(__name__)
 
 
 class ClusterNeedsArqUrl(ValueError):
@@ -77,6 +79,8 @@ async def run(settings: Settings, queue_url: str) -> None:
         worker = batch_worker(url, runner, batches)
         try:
             await worker.async_run()
+        except asyncio.CancelledError:
+            log.info("batch worker stopped")  # SIGTERM/SIGINT: arq cancels its main task
         finally:
             await worker.close()
 
