@@ -125,7 +125,9 @@ async def test_a_pool_scales_from_zero_up_under_a_burst_and_back_to_zero(
         f"it ({peak_workers} workers at the end; grew: {reason}); back to zero {zero_s:.0f} s "
         f"after; whole test {time.monotonic() - started:.0f} s"
     )
-    assert reason.startswith("up 1->2")
+    # The pool is at 2 by now: the decision read is the one that grew it, or a later one that
+    # holds it there (the autoscaler decides every couple of seconds).
+    assert reason.startswith(("up 1->2", "hold 2")), reason
     assert code == 0
     [pool] = status["pools"]
     assert (pool["pool"], pool["desired"], pool["ready"]) == ("default", 0, 0)
