@@ -41,14 +41,13 @@ class Collector:
         done = await self.batches.written(batch.id, start, end)
         pending = [n for n in range(start, end) if n not in done]
         heads = await self._read(batch, pending, ("status", "stream", "model"))
-        finished = [
-            n
-            for n, head in zip(pending, heads, strict=True)
-            if head[0] in _TERMINAL or head[0] is None
-        ]
-        running = [
-            (n, head) for n, head in zip(pending, heads, strict=True) if n not in set(finished)
-        ]
+        finished: list[int] = []
+        running: list[tuple[int, list[Any]]] = []
+        for n, head in zip(pending, heads, strict=True):
+            if head[0] in _TERMINAL or head[0] is None:
+                finished.append(n)
+            else:
+                running.append((n, head))
         records = await self._records(batch, finished)
         outcomes = [
             self._outcome(batch, n, record) for n, record in zip(finished, records, strict=True)
