@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from queueing.keys import JobClass
 
-_JSON_FIELDS = ("result", "usage", "params", "metadata")
+_JSON_FIELDS = ("result", "usage", "params", "metadata", "images")
 
 
 class JobStatus(StrEnum):
@@ -29,12 +29,30 @@ class JobStatus(StrEnum):
 
 
 class TextPart(BaseModel):
-    """A text part of a message's content (the only kind served until images come)."""
+    """A text part of a message's content."""
 
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["text"]
     text: str
+
+
+class ImageURL(BaseModel):
+    """Where an image comes from: a ``data:`` URL, an uploaded file's id, or an http(s) URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(min_length=1)]
+    detail: Literal["auto", "low", "high"] = "auto"
+
+
+class ImagePart(BaseModel):
+    """An image part of a user message's content (OpenAI's ``image_url`` part)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["image_url"]
+    image_url: ImageURL
 
 
 class FunctionCall(BaseModel):
@@ -62,7 +80,7 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
+    content: str | list[Annotated[TextPart | ImagePart, Field(discriminator="type")]] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
@@ -75,34 +93,31 @@ class ChatMessage(BaseModel):
             return {k: v for k, v in data.items() if not (k in _EMPTY_OK and v is None)}
         return data
 
-    @field_validator("content", mode="before")
-    @classmethod
-    def _text_parts_only(cls, value: Any) -> Any:
-        for part in value if isinstance(value, list) else ():
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind != "text":
-                raise ValueError(
-                    f"content parts of type {kind!r} are not supported: send text parts "
-                    "(images come with multimodal support)"
-                )
-        return value
-
     @model_validator(mode="after")
     def _has_content(self) -> ChatMessage:
         if self.content is None and not (self.role == "assistant" and self.tool_calls):
             raise ValueError(f"a {self.role} message needs content")
         if self.tool_calls and self.role != "assistant":
             raise ValueError("only assistant messages carry tool_calls")
+        if self.images and self.role != "user":
+            raise ValueError("only user messages carry image parts")
         if self.role == "tool" and not self.tool_call_id:
             raise ValueError("a tool message needs the tool_call_id it answers")
         return self
 
     @property
     def text(self) -> str:
-        """The content as one string."""
+        """The text of the content as one string (image parts left out)."""
         if isinstance(self.content, list):
-            return "".join(part.text for part in self.content)
+            return "".join(part.text for part in self.content if isinstance(part, TextPart))
         return self.content or ""
+
+    @property
+    def images(self) -> list[str]:
+        """The URLs of the content's image parts, in order."""
+        if not isinstance(self.content, list):
+            return []
+        return [part.image_url.url for part in self.content if isinstance(part, ImagePart)]
 
 
 def token_id_keys(bias: dict[str, float]) -> dict[str, float]:
@@ -255,6 +270,9 @@ class JobRecord(JobPublic):
     cancel: bool = False
     stream: str | None = None
     entry: str | None = None
+    # The job's images, in the order of their placeholders in ``prompt``: their sources as
+    # sent (data: URL, file id, http(s) URL) until the preprocess tier has prepared them.
+    images: list[str] = Field(default_factory=list)
 
     def to_hash(self) -> dict[str, str]:
         """Flatten into Redis hash fields (JSON for nested values, no ``None``)."""
