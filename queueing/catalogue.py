@@ -19,8 +19,14 @@ class ModelSpec(BaseModel):
     context_length: int = Field(gt=0)
     prompt_weight: float = Field(ge=0)
     output_weight: float = Field(gt=0)
-    image_weight: float = Field(ge=0, default=0.0)
+    # Prompt tokens one prepared image becomes (0: the model takes no images).
+    image_tokens: int = Field(ge=0, default=0)
     band_edges: list[float] = Field(default_factory=lambda: [0.1, 0.5, 2.0])
+
+    @property
+    def takes_images(self) -> bool:
+        """True for a vision-language model."""
+        return self.image_tokens > 0
 
     @property
     def bands(self) -> int:

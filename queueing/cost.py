@@ -38,16 +38,14 @@ def estimate(
     *,
     prompt_tokens: int,
     max_tokens: int,
-    images: int = 0,
+    image_tokens: int = 0,
     recent_output_share: float | None = None,
 ) -> CostEstimate:
-    """Units for one request: weighted prompt and output tokens plus images."""
+    """Units for one request: weighted prompt tokens (those of its images too) and output."""
     output = expected_output_tokens(max_tokens, recent_output_share)
     units = (
-        prompt_tokens * spec.prompt_weight / 1000
-        + output * spec.output_weight / 1000
-        + images * spec.image_weight
-    )
+        prompt_tokens + image_tokens
+    ) * spec.prompt_weight / 1000 + output * spec.output_weight / 1000
     units = round(units, 4)
     return CostEstimate(
         units=units, band=bisect.bisect_left(spec.band_edges, units), expected_output_tokens=output
