@@ -26,6 +26,7 @@ ACTIVE_BATCHES = f"{_REGISTRY}:batches"  # set: ids of batches not yet ended
 POOLS = f"{_REGISTRY}:pools"  # hash: pool -> the autoscaler's last decision (JSON)
 POOLS_RUNNING = f"{_REGISTRY}:pools:running"  # hash: pool -> replicas its actuator runs (JSON)
 AUTOSCALER_LEASE = f"{_REGISTRY}:autoscaler"  # the active autoscaler's name, with a TTL
+TENANT_SHARES = f"{_REGISTRY}:tenant-shares"  # hash: tenant -> its TenantShare (JSON)
 _JOB_ID_PREFIX = "job_"
 _BATCH_ID_PREFIX = "batch_"
 
