@@ -305,3 +305,8 @@ class Settings(BaseSettings):
     def files_dir(self) -> Path:
         """The local backend's folder: ``files.local_dir``, else under the queue's data folder."""
         return self.files.local_dir or self.redis.data_dir / "files"
+
+    def served_models(self) -> list[str]:
+        """The models this deployment serves: those its pools run (a catalogue model no pool
+        runs is not listed in ``/v1/models`` and does not hold back ``/readyz``)."""
+        return sorted({self.pool_model(name) for name in self.pools})
