@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import time
 from typing import Any
 from urllib.parse import urljoin
@@ -31,7 +32,10 @@ def fetch_image(url: str, settings: ImageFetchSettings) -> bytes:
         raise InvalidImage("fetching image URLs is turned off: send a data: URL or a file id")
     deadline = time.monotonic() + settings.timeout_s
     timeout = httpx.Timeout(settings.timeout_s)
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+    verify = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else True
+    with httpx.Client(
+        timeout=timeout, verify=verify, follow_redirects=False, trust_env=False
+    ) as client:
         for _ in range(settings.max_redirects + 1):
             try:
                 target = httpx.URL(url)

@@ -226,6 +226,7 @@ class ImageFetchSettings(BaseModel):
     max_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
     max_redirects: Annotated[int, Field(ge=0)] = 3
+    ca_file: Path | None = None  # CA certificates for https (unset: the system's)
 
     def allows_host(self, host: str) -> bool:
         """Whether ``host`` (a URL's host: a name or an IP literal) is on the allowlist."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -198,3 +201,47 @@ def test_errors_and_other_schemes(server: tuple[int, list[tuple[str, str]]]) -> 
         fetch_image("http://no-such-host.invalid/img", allowed(allow_hosts=["*.invalid"]))
     free = httpx.URL(f"http://127.0.0.1:{port}/img")
     assert str(checked_address(free, allowed())) == "127.0.0.1"
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for the name ``localhost`` (openssl), and its key."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj"]
+    names = ["/CN=localhost", "-addext", "subjectAltName=DNS:localhost"]
+    subprocess.run(
+        ["openssl", *request, *names, "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_name(
+    certificate: tuple[Path, Path],
+) -> None:
+    cert, key = certificate
+    names: list[str | None] = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore[assignment,func-returns-value]
+    seen: list[tuple[str, str]] = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), type("Recording", (Handler,), {"seen": seen}))
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        port = httpd.server_address[1]
+        settings = allowed(ca_file=cert)
+        assert fetch_image(f"https://localhost:{port}/img", settings) == IMAGE
+        # The pinned connection named the host for TLS: its certificate was checked against it.
+        assert names == ["localhost"] and seen == [("/img", f"localhost:{port}")]
+        with pytest.raises(InvalidImage, match=r"failed: .*CERTIFICATE_VERIFY_FAILED"):
+            fetch_image(f"https://127.0.0.1:{port}/img", settings)  # the cert names localhost
+        with pytest.raises(InvalidImage, match="CERTIFICATE_VERIFY_FAILED"):
+            fetch_image(f"https://localhost:{port}/img", allowed())  # not a CA the system trusts
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
