@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 from oaiproto.dataurl import parse_data_url
@@ -68,14 +69,24 @@ def check_images(
     return files
 
 
+def source_kind(url: str) -> Literal["data", "http", "file"] | None:
+    """What an image source is: a data: URL, an http(s) URL, a file id; ``None``: none."""
+    scheme = url.partition(":")[0].lower() if ":" in url else ""
+    if scheme == "data":
+        return "data"
+    if scheme in ("http", "https"):
+        return "http"
+    return "file" if FILE_ID.fullmatch(url) else None
+
+
 def check_source(ref: ImageRef, settings: PreprocessSettings) -> str | None:
     """Check one source without decoding an image; returns its file id if it names a file."""
     url = ref.url
-    scheme = url.partition(":")[0].lower() if ":" in url else ""
-    if scheme == "data":
+    kind = source_kind(url)
+    if kind == "data":
         parse_data_url(url, max_bytes=settings.max_bytes, formats=settings.formats, param=ref.param)
         return None
-    if scheme in ("http", "https"):
+    if kind == "http":
         fetch = settings.fetch
         if not fetch.enabled:
             raise InvalidImage(
@@ -92,7 +103,7 @@ def check_source(ref: ImageRef, settings: PreprocessSettings) -> str | None:
                 f"the host {host!r} is not on the image fetch allowlist", param=ref.param
             )
         return None
-    if FILE_ID.fullmatch(url):
+    if kind == "file":
         return url
     raise InvalidImage(
         "image_url.url must be a data: URL, the id of an uploaded file (file-...), or an "
