@@ -219,6 +219,9 @@ class PreprocessSettings(BaseModel):
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
     reducing_gap: Annotated[float, Field(ge=1.0)] = 2.0
     processes: Annotated[int, Field(ge=1)] | None = None
+    # The interpreter `inferq up` runs the preprocess worker with; unset: the sibling venv
+    # `.venv-preprocess` (pillow-simd) when it exists, else the current interpreter.
+    python: Path | None = None
 
 
 class Settings(BaseSettings):
