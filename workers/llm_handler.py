@@ -13,6 +13,7 @@ from queueing.catalogue import ModelSpec
 from queueing.connection import Client
 from queueing.errors import ServerError
 from queueing.figures import read_figures
+from queueing.images import PreparedImages
 from queueing.presence import Presence
 from queueing.settings import WorkerSettings
 from queueing.workqueue import WorkQueue
@@ -51,8 +52,10 @@ class LlmHandler:
         claim_batch: int = 8,
         unit_budget: float | None = None,
         units_per_s: float | None = None,
+        images: PreparedImages | None = None,
     ) -> None:
         self.client = client
+        self.images = images
         self.queue = queue
         self.spec: ModelSpec = queue.spec
         self.engine = engine
@@ -81,6 +84,7 @@ class LlmHandler:
             self.progress,
             self.metrics.job_finished,
             on_engine_done=control.kick,
+            images=self.images,
         )
         self.watchdog = Watchdog(
             self.engine,

@@ -8,6 +8,7 @@ import signal
 
 from queueing.catalogue import ModelSpec
 from queueing.connection import Client, connect, durable_writes
+from queueing.images import PreparedImages
 from queueing.processes import process_name
 from queueing.settings import QueueSettings, Settings, WorkerSettings
 from queueing.workqueue import WorkQueue
@@ -28,8 +29,9 @@ log = logging.getLogger(__name__)
 class Worker(ClaimLoop):
     """Pulls one model's jobs into an engine while its in-flight units stay under budget
     (:class:`LlmHandler` decides what fits and runs each job; :class:`ClaimLoop` holds the
-    leases). The engine's watchdog stops claims while it is stalled and fails the worker
-    when it is hung or dead: :attr:`failure` then says why.
+    leases); ``images`` reads the prepared images of jobs that have them. The engine's
+    watchdog stops claims while it is stalled and fails the worker when it is hung or dead:
+    :attr:`failure` then says why.
     """
 
     queue: WorkQueue
@@ -48,6 +50,7 @@ class Worker(ClaimLoop):
         claim_batch: int = 8,
         unit_budget: float | None = None,
         units_per_s: float | None = None,
+        images: PreparedImages | None = None,
     ) -> None:
         consumer = consumer or process_name()
         queue = WorkQueue(client, spec, consumer, queue_settings)
@@ -59,6 +62,7 @@ class Worker(ClaimLoop):
             claim_batch=claim_batch,
             unit_budget=unit_budget,
             units_per_s=units_per_s,
+            images=images,
         )
         super().__init__(
             client,
@@ -112,6 +116,7 @@ async def run_worker(
     Returns why the worker stepped aside (its engine was unhealthy), or ``None``.
     """
     client = await connect(url, blocking=True)
+    images_client = await connect(url, decode_responses=False, load_library=False)
     budget = await budget_for(client, spec.name, settings.worker)
     calibration = await load_calibration(client, spec.name, settings.worker.replica)
     worker = Worker(
@@ -125,6 +130,7 @@ async def run_worker(
         grace_s=grace_s,
         unit_budget=budget,
         units_per_s=calibration.units_per_s if calibration else None,
+        images=PreparedImages(images_client, settings.queue.result_ttl_s),
     )
     if settings.redis.wait_aof:
         worker.queue.wait_aof = await durable_writes(client, settings.redis)
@@ -138,4 +144,5 @@ async def run_worker(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        await images_client.aclose()
         await client.aclose()

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from queueing import keys
 from queueing.catalogue import ModelSpec
 from queueing.connection import connect
+from queueing.images import PreparedImages
 from queueing.jobstore import JobStore
 from queueing.keys import JobClass
 from queueing.schemas import JobRecord, JobStatus, SamplingParams
@@ -121,8 +122,9 @@ async def worker_on(
     worker_settings: WorkerSettings,
     **options: Any,
 ) -> AsyncIterator[Worker]:
-    """A :class:`Worker` on a client of its own, closed on exit."""
+    """A :class:`Worker` on a client of its own (and one for prepared images), closed on exit."""
     client = await connect(url)
+    images = await connect(url, decode_responses=False, load_library=False)
     try:
         yield Worker(
             client,
@@ -130,9 +132,11 @@ async def worker_on(
             engine,
             queue_settings=queue_settings,
             worker_settings=worker_settings,
+            images=PreparedImages(images, queue_settings.result_ttl_s),
             **options,
         )
     finally:
+        await images.aclose()
         await client.aclose()
 
 
