@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import io
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from preprocess.pool import process_pool
 from queueing import keys
 from queueing.catalogue import Catalogue, ModelSpec
 from queueing.connection import Client, connect
@@ -25,8 +21,7 @@ from queueing.schemas import JobRecord, JobStatus, SamplingParams
 from queueing.settings import PreprocessSettings, QueueSettings, Settings, WorkerSettings
 from queueing.workqueue import WorkQueue
 from tests.preprocess.images import encode, png_header_only, scene
-from tests.workers.support import wait_until
-from workers.preprocess_worker import PreprocessWorker
+from tests.workers.support import running_preprocess, wait_until
 
 VLM = ModelSpec(
     name="v",
@@ -36,6 +31,18 @@ VLM = ModelSpec(
     output_weight=1,
     image_tokens=10,
 )
+
+
+CATALOGUE = Catalogue({VLM.name: VLM})
+
+
+def pre_settings(queue_settings: QueueSettings) -> Settings:
+    """One pool process, short leases and waits."""
+    return Settings(
+        queue=queue_settings,
+        worker=WorkerSettings(block_ms=500, renew_every_ms=250),
+        preprocess=PreprocessSettings(processes=1),
+    )
 
 
 def data_url(data: bytes, media_type: str = "image/jpeg") -> str:
@@ -61,32 +68,6 @@ def image_job(partition: int, *images: str) -> JobRecord:
     )
 
 
-@contextlib.asynccontextmanager
-async def preprocess_worker(
-    url: str, queue_settings: QueueSettings
-) -> AsyncIterator[PreprocessWorker]:
-    """A preprocess worker with one pool process, running in this loop."""
-    settings = Settings(
-        queue=queue_settings,
-        worker=WorkerSettings(block_ms=500, renew_every_ms=250),
-        preprocess=PreprocessSettings(processes=1),
-    )
-    client = await connect(url)
-    images = await connect(url, decode_responses=False, load_library=False)
-    try:
-        with process_pool(1) as pool:
-            worker = PreprocessWorker(client, images, settings, Catalogue({"v": VLM}), pool, 2)
-            task = asyncio.create_task(worker.run())
-            try:
-                yield worker
-            finally:
-                worker.stop()
-                await asyncio.wait_for(task, 10)
-    finally:
-        await images.aclose()
-        await client.aclose()
-
-
 async def settled(store: JobStore, job_id: str) -> JobRecord:
     """The job once it has left the preprocess tier (handed on or finished)."""
 
@@ -105,7 +86,7 @@ async def test_an_image_is_prepared_once_and_its_jobs_handed_on(
 ) -> None:
     store = JobStore(redis_client, queue_settings)
     photo = data_url(encode(scene(1600, 1200), "JPEG", quality=92))
-    async with preprocess_worker(queue_url, queue_settings) as worker:
+    async with running_preprocess(queue_url, pre_settings(queue_settings), CATALOGUE) as worker:
         first, second = image_job(0, photo), image_job(3, photo, photo)
         await store.enqueue(first)
         moved = await settled(store, first.id)
@@ -153,7 +134,7 @@ async def test_bad_images_fail_their_jobs_and_the_worker_keeps_serving(
         "url": ("https://example.com/cat.jpg", "fetching image URLs is off"),
         "file": ("file-nope", "is not a data: URL"),
     }
-    async with preprocess_worker(queue_url, queue_settings) as worker:
+    async with running_preprocess(queue_url, pre_settings(queue_settings), CATALOGUE) as worker:
         jobs = {name: image_job(1, source) for name, (source, _) in bad.items()}
         for job in jobs.values():
             await store.enqueue(job)
