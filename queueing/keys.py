@@ -217,3 +217,19 @@ def file_index(tenant: str, purpose: str | None = None) -> str:
     """Sorted set of a tenant's file ids by creation time (or of one purpose's files)."""
     index = f"{PREFIX}:files:{_tenant_files_tag(tenant)}"
     return f"{index}:{purpose}" if purpose else index
+
+
+def prequeue(model: str, partition: int, job_class: JobClass) -> str:
+    """The stream of one model's jobs, in one partition and class, that wait for image
+    preparation (the preprocess tier hands each on to its model queue)."""
+    return f"{PREFIX}:pre:{tag(partition)}:{model}:{job_class.value}"
+
+
+def prewake_channel(partition: int) -> str:
+    """Sharded channel: the model of each job that enters the partition's preprocess streams."""
+    return f"{PREFIX}:prewake:{tag(partition)}"
+
+
+def prepared_image(partition: int, digest: str) -> str:
+    """A prepared image's bytes, in the partition of the jobs that use it, by content hash."""
+    return f"{PREFIX}:img:{tag(partition)}:{digest}"

@@ -255,6 +255,9 @@ class PreprocessSettings(BaseModel):
     processes: Annotated[int, Field(ge=1)] | None = None
     max_images: Annotated[int, Field(ge=0)] = 8  # image parts in one request
     fetch: ImageFetchSettings = Field(default_factory=ImageFetchSettings)
+    # The interpreter `inferq up` runs the preprocess worker with; unset: the sibling venv
+    # `.venv-preprocess` (pillow-simd) when it exists, else the current interpreter.
+    python: Path | None = None
 
 
 class Settings(BaseSettings):

@@ -13,8 +13,8 @@ from api.images import check_request_images
 from api.unicode import check_unicode
 from queueing.errors import InvalidRequest
 from queueing.jobstore import JobStore
-from queueing.schemas import JobCreate, JobPublic, JobStatus
-from queueing.serving import WAITING, live_workers
+from queueing.schemas import JobCreate, JobPublic, JobRecord, JobStatus
+from queueing.serving import PREPARING, WAITING, live_workers, preparing
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -32,10 +32,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _explained(job: JobPublic, store: JobStore) -> JobPublic:
-    """``job``, saying so when it is queued while no worker serves its model."""
-    if job.status is JobStatus.QUEUED and not (await live_workers(store.client))[job.model]:
-        job.status_detail = WAITING
+async def _explained(record: JobRecord, store: JobStore) -> JobPublic:
+    """The owner's view of ``record``, saying why it is queued: its images are being prepared,
+    or no worker serves its model."""
+    job = record.public()
+    if job.status is JobStatus.QUEUED:
+        if preparing(record):
+            job.status_detail = PREPARING
+        elif not (await live_workers(store.client))[job.model]:
+            job.status_detail = WAITING
     return job
 
 
@@ -93,15 +98,15 @@ async def create_job(
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     if job_id != record.id:
         response.status_code = 200
-        return await _explained((await store.get(job_id, tenant)).public(), store)
+        return await _explained(await store.get(job_id, tenant), store)
     metrics.submitted.labels(model=record.model, job_class=record.job_class.value).inc()
-    return await _explained(record.public(), store)
+    return await _explained(record, store)
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=_ERRORS)
 async def get_job(job_id: JobId, tenant: TenantDep, store: StoreDep) -> JobPublic:
     """The job's status (with ``status_detail`` while it waits for a worker) and its result."""
-    return await _explained((await store.get(job_id, tenant)).public(), store)
+    return await _explained(await store.get(job_id, tenant), store)
 
 
 @router.delete("/{job_id}", response_model=JobPublic, responses=_ERRORS)
