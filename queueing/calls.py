@@ -147,6 +147,9 @@ class Take(Call):
     ttl: int = arg()
     max_deliveries: int = arg()
     entries: Sequence[str] = arg_tail()  # entry id, job id per delivered entry
+    usage: str = key()  # the partition's usage bucket (keys.usage) and its all-time totals
+    usage_total: str = key()
+    usage_ttl: int = arg()
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,9 @@ class Complete(Call):
     alpha: float = arg()
     nfields: int = arg()
     rest: Sequence[str] = arg_tail()  # nfields field/value pairs, then kind/data pairs
+    usage: str = key()  # the partition's usage bucket (keys.usage) and its all-time totals
+    usage_total: str = key()
+    usage_ttl: int = arg()
 
 
 @dataclass(frozen=True)
@@ -228,6 +234,9 @@ class Cancel(Call):
     job_id: str = arg()
     now: float = arg()
     ttl: int = arg()
+    usage: str = key()  # the partition's usage bucket (keys.usage) and its all-time totals
+    usage_total: str = key()
+    usage_ttl: int = arg()
 
 
 @dataclass(frozen=True)

@@ -217,3 +217,17 @@ def file_index(tenant: str, purpose: str | None = None) -> str:
     """Sorted set of a tenant's file ids by creation time (or of one purpose's files)."""
     index = f"{PREFIX}:files:{_tenant_files_tag(tenant)}"
     return f"{index}:{purpose}" if purpose else index
+
+
+TENANTS = f"{_REGISTRY}:tenants"  # hash: tenant id -> its TenantRecord (JSON)
+TENANT_KEYS = f"{_REGISTRY}:tenant-keys"  # hash: keyed digest of an API key -> tenant id
+
+
+def usage(partition: int, bucket: int) -> str:
+    """Hash of the partition's usage in one time bucket: ``tenant|model|metric`` -> amount."""
+    return f"{PREFIX}:usage:{tag(partition)}:{bucket}"
+
+
+def usage_total(partition: int) -> str:
+    """Hash of the partition's usage since it began (what the metrics count)."""
+    return f"{PREFIX}:usage:{tag(partition)}:total"
