@@ -114,14 +114,20 @@ class TenantRegistry:
             raw: dict[str, str] = await self.client.hgetall(keys.TENANTS)
         return [TenantRecord.model_validate_json(raw[t]) for t in sorted(raw)]
 
-    async def create(self, body: TenantCreate, capacity: CapacityOf) -> tuple[TenantRecord, str]:
-        """A new tenant with one API key; returns it and the key (shown once)."""
+    async def create(
+        self, body: TenantCreate, defaults: TenantLimits, capacity: CapacityOf
+    ) -> tuple[TenantRecord, str]:
+        """A new tenant with one API key; returns it and the key (shown once).
+
+        Limits it is not given are the ``defaults``' (as :meth:`TenantUpdate.apply` does).
+        """
         now = time.time()
         key, info = self._new_key(now)
+        given = body.limits.model_dump(exclude_unset=True) if body.limits else None
         record = TenantRecord(
             id=body.id or f"tn_{secrets.token_hex(6)}",
             name=body.name,
-            limits=body.limits,
+            limits=None if given is None else defaults.model_copy(update=given),
             share=body.share,
             created_at=now,
             keys=[info],

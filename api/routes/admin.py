@@ -94,7 +94,7 @@ async def create_tenant(
     """A new tenant and its first API key (shown only in this answer)."""
     if body.id is not None and body.id in {LOCAL_TENANT, *settings.api_keys.values()}:
         raise TenantExists(f"'{body.id}' is a tenant of the settings (INFERQ_API_KEYS or local)")
-    record, key = await registry.create(body, capacity)
+    record, key = await registry.create(body, settings.tenants.default_limits, capacity)
     return _issued(record, key, record.keys[0].id, settings)
 
 

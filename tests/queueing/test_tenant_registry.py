@@ -24,6 +24,7 @@ from queueing.tenants import (
 from tests.queueing.dump import server_text
 
 SECRET = "test-secret-for-key-digests"
+NONE = TenantLimits()  # no default limits
 
 
 async def plenty(model: str) -> float:
@@ -43,7 +44,7 @@ def capacity_of(units_per_s: float) -> CapacityOf:
 async def test_a_created_key_is_found_by_digest_and_never_stored(redis_client: Client) -> None:
     registry = TenantRegistry(redis_client, SECRET)
     body = TenantCreate(id="acme", name="Acme", limits=TenantLimits(requests_per_minute=60))
-    _, key = await registry.create(body, plenty)
+    _, key = await registry.create(body, NONE, plenty)
     assert key.startswith("iq-") and len(key) > 40
     found = await registry.lookup(registry.digest(key))
     assert found is not None and found.id == "acme" and found.limits == body.limits
@@ -56,12 +57,12 @@ async def test_a_created_key_is_found_by_digest_and_never_stored(redis_client: C
     share = await redis_client.hget(keys.TENANT_SHARES, "acme")
     assert TenantShare.model_validate_json(share) == TenantShare()
     with pytest.raises(TenantExists):
-        await registry.create(body, plenty)
+        await registry.create(body, NONE, plenty)
 
 
 async def test_rotation_revokes_at_once_or_after_a_grace(redis_client: Client) -> None:
     registry = TenantRegistry(redis_client, SECRET)
-    _, first = await registry.create(TenantCreate(id="t1"), plenty)
+    _, first = await registry.create(TenantCreate(id="t1"), NONE, plenty)
     _, second, _ = await registry.rotate("t1", RotateKey().grace_s, plenty)
     assert await registry.lookup(registry.digest(first)) is None
     assert await registry.lookup(registry.digest(second)) is not None
@@ -85,7 +86,7 @@ async def test_rotation_revokes_at_once_or_after_a_grace(redis_client: Client) -
 
 async def test_updates_merge_limits_and_share(redis_client: Client) -> None:
     registry = TenantRegistry(redis_client, SECRET)
-    await registry.create(TenantCreate(id="t2"), plenty)
+    await registry.create(TenantCreate(id="t2"), NONE, plenty)
     defaults = TenantLimits(requests_per_minute=10, units_per_minute=100.0)
     change = TenantUpdate.model_validate({"limits": {"requests_per_minute": 50}})
     record = await registry.update("t2", change, defaults, plenty)
@@ -111,11 +112,13 @@ async def test_reservations_beyond_capacity_are_refused_with_the_reason(
 ) -> None:
     registry = TenantRegistry(redis_client, SECRET)
     ten = capacity_of(10.0)
-    await registry.create(TenantCreate(id="a", share=TenantShare(reserved={"m": 6.0})), ten)
+    await registry.create(TenantCreate(id="a", share=TenantShare(reserved={"m": 6.0})), NONE, ten)
     with pytest.raises(ReservationRefused, match=r"other tenants reserve 6 of the 10 units/s"):
-        await registry.create(TenantCreate(id="b", share=TenantShare(reserved={"m": 5.0})), ten)
+        await registry.create(
+            TenantCreate(id="b", share=TenantShare(reserved={"m": 5.0})), NONE, ten
+        )
     assert await redis_client.hget(keys.TENANTS, "b") is None  # nothing written
-    await registry.create(TenantCreate(id="b", share=TenantShare(reserved={"m": 4.0})), ten)
+    await registry.create(TenantCreate(id="b", share=TenantShare(reserved={"m": 4.0})), NONE, ten)
     grow = TenantUpdate.model_validate({"share": {"reserved": {"m": 4.5}}})
     with pytest.raises(ReservationRefused):
         await registry.update("b", grow, TenantLimits(), ten)
@@ -130,7 +133,7 @@ async def test_racing_reservations_cannot_both_fit(redis_client: Client) -> None
     ten = capacity_of(10.0)
     bodies = [TenantCreate(id=f"r{i}", share=TenantShare(reserved={"m": 6.0})) for i in range(4)]
     results = await asyncio.gather(
-        *(registry.create(body, ten) for body in bodies), return_exceptions=True
+        *(registry.create(body, NONE, ten) for body in bodies), return_exceptions=True
     )
     assert sum(not isinstance(r, BaseException) for r in results) == 1
     assert all(isinstance(r, ReservationRefused) for r in results if isinstance(r, BaseException))
@@ -138,7 +141,7 @@ async def test_racing_reservations_cannot_both_fit(redis_client: Client) -> None
 
 async def test_concurrent_changes_of_one_tenant_are_all_kept(redis_client: Client) -> None:
     registry = TenantRegistry(redis_client, SECRET)
-    await registry.create(TenantCreate(id="c"), plenty)
+    await registry.create(TenantCreate(id="c"), NONE, plenty)
     started = time.monotonic()
     await asyncio.gather(*(registry.rotate("c", 60, plenty) for _ in range(5)))
     assert len((await registry.get("c")).keys) == 6  # every rotation kept its key
