@@ -91,12 +91,12 @@ async def get_caller(
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def get_tenant(caller: CallerDep) -> str:
+async def get_tenant(caller: CallerDep) -> str:
     """The tenant owning the bearer key; every caller is ``local`` when no keys are set."""
     return caller.tenant
 
 
-def get_tenant_limits(caller: CallerDep, settings: SettingsDep) -> TenantLimits:
+async def get_tenant_limits(caller: CallerDep, settings: SettingsDep) -> TenantLimits:
     """The caller's limits: its tenant's own, else the settings' defaults."""
     return caller.limits or settings.tenants.default_limits
 

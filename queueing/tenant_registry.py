@@ -141,9 +141,7 @@ class TenantRegistry:
         """Apply ``change`` to the tenant (atomically; reservations checked)."""
         return await self._change(tenant_id, lambda r: change.apply(r, defaults), capacity)
 
-    async def rotate(
-        self, tenant_id: str, grace_s: float, capacity: CapacityOf
-    ) -> tuple[TenantRecord, str, str]:
+    async def rotate(self, tenant_id: str, grace_s: float) -> tuple[TenantRecord, str, str]:
         """A new key; the live ones stay valid ``grace_s`` more (0: revoked at once).
 
         Returns the record, the new key (shown once) and its id.
@@ -162,11 +160,11 @@ class TenantRegistry:
             issued[:] = [(key, info.id)]
             return record.model_copy(update={"keys": [*old, info]})
 
-        record = await self._change(tenant_id, rotated, capacity)
+        record = await self._change(tenant_id, rotated)
         key, key_id = issued[0]
         return record, key, key_id
 
-    async def revoke(self, tenant_id: str, key_id: str, capacity: CapacityOf) -> TenantRecord:
+    async def revoke(self, tenant_id: str, key_id: str) -> TenantRecord:
         """Revoke the tenant's key ``key_id`` at once."""
 
         def revoked(record: TenantRecord) -> TenantRecord:
@@ -175,7 +173,7 @@ class TenantRegistry:
                 raise KeyNotFound(f"tenant '{tenant_id}' has no key '{key_id}'", param="key_id")
             return record.model_copy(update={"keys": [k for k in live if k.id != key_id]})
 
-        return await self._change(tenant_id, revoked, capacity)
+        return await self._change(tenant_id, revoked)
 
     def _new_key(self, now: float) -> tuple[str, ApiKeyInfo]:
         key = apikeys.new_key()
@@ -185,8 +183,12 @@ class TenantRegistry:
         self,
         tenant_id: str,
         change: Callable[[TenantRecord], TenantRecord],
-        capacity: CapacityOf,
+        capacity: CapacityOf | None = None,
     ) -> TenantRecord:
+        """Apply ``change`` atomically (read, change, compare-and-set; again on a race).
+
+        ``capacity`` None: the change grows no reservation (a key's rotation or revocation).
+        """
         for _ in range(_ATTEMPTS):
             current, raw = await self._read(tenant_id)
             new = change(current).pruned(time.time())
@@ -195,14 +197,19 @@ class TenantRegistry:
         raise ServerError(f"tenant '{tenant_id}' changed {_ATTEMPTS} times while being changed")
 
     async def _save(
-        self, current: TenantRecord | None, raw: str, new: TenantRecord, capacity: CapacityOf
+        self,
+        current: TenantRecord | None,
+        raw: str,
+        new: TenantRecord,
+        capacity: CapacityOf | None,
     ) -> bool:
         """Write ``new`` if the stored record is still ``raw`` (``current``); False on a race."""
         before = {k.digest for k in current.keys} if current else set()
         after = {k.digest for k in new.keys}
         checks: list[Any] = []
         for model, wanted in sorted(new.share.reserved.items()):
-            if current is None or wanted > current.share.reserved.get(model, 0.0):
+            grows = current is None or wanted > current.share.reserved.get(model, 0.0)
+            if grows and capacity is not None:
                 checks += [model, repr(wanted), repr(await capacity(model))]
         args = [
             new.id,

@@ -134,12 +134,11 @@ async def rotate_key(
     tenant_id: TenantIdPath,
     settings: SettingsDep,
     registry: RegistryDep,
-    capacity: CapacityDep,
     body: RotateKey | None = None,
 ) -> IssuedKey:
     """A new API key; the tenant's other keys stop at once, or after ``grace_s``."""
     grace_s = body.grace_s if body else 0.0
-    record, key, key_id = await registry.rotate(tenant_id, grace_s, capacity)
+    record, key, key_id = await registry.rotate(tenant_id, grace_s)
     return _issued(record, key, key_id, settings)
 
 
@@ -149,10 +148,9 @@ async def revoke_key(
     key_id: Annotated[str, Path(max_length=64)],
     settings: SettingsDep,
     registry: RegistryDep,
-    capacity: CapacityDep,
 ) -> TenantView:
     """Revoke one of the tenant's API keys at once."""
-    record = await registry.revoke(tenant_id, key_id, capacity)
+    record = await registry.revoke(tenant_id, key_id)
     return TenantView.of(record, settings.tenants.default_limits)
 
 

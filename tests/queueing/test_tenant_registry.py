@@ -63,25 +63,25 @@ async def test_a_created_key_is_found_by_digest_and_never_stored(redis_client: C
 async def test_rotation_revokes_at_once_or_after_a_grace(redis_client: Client) -> None:
     registry = TenantRegistry(redis_client, SECRET)
     _, first = await registry.create(TenantCreate(id="t1"), NONE, plenty)
-    _, second, _ = await registry.rotate("t1", RotateKey().grace_s, plenty)
+    _, second, _ = await registry.rotate("t1", RotateKey().grace_s)
     assert await registry.lookup(registry.digest(first)) is None
     assert await registry.lookup(registry.digest(second)) is not None
     assert await redis_client.hget(keys.TENANT_KEYS, registry.digest(first)) is None
 
-    record, third, third_id = await registry.rotate("t1", 0.5, plenty)
+    record, third, third_id = await registry.rotate("t1", 0.5)
     assert {k.id for k in record.keys} >= {third_id} and len(record.keys) == 2
     assert await registry.lookup(registry.digest(second)) is not None  # in its grace
     await asyncio.sleep(0.6)
     assert await registry.lookup(registry.digest(second)) is None  # grace over
     assert await registry.lookup(registry.digest(third)) is not None
     # The next change drops the expired key's digest from the index.
-    record = await registry.revoke("t1", third_id, plenty)
+    record = await registry.revoke("t1", third_id)
     assert record.keys == []
     assert await redis_client.hlen(keys.TENANT_KEYS) == 0
     with pytest.raises(KeyNotFound):
-        await registry.revoke("t1", third_id, plenty)
+        await registry.revoke("t1", third_id)
     with pytest.raises(TenantNotFound):
-        await registry.rotate("nobody", 0, plenty)
+        await registry.rotate("nobody", 0)
 
 
 async def test_updates_merge_limits_and_share(redis_client: Client) -> None:
@@ -143,6 +143,6 @@ async def test_concurrent_changes_of_one_tenant_are_all_kept(redis_client: Clien
     registry = TenantRegistry(redis_client, SECRET)
     await registry.create(TenantCreate(id="c"), NONE, plenty)
     started = time.monotonic()
-    await asyncio.gather(*(registry.rotate("c", 60, plenty) for _ in range(5)))
+    await asyncio.gather(*(registry.rotate("c", 60) for _ in range(5)))
     assert len((await registry.get("c")).keys) == 6  # every rotation kept its key
     assert time.monotonic() - started < 5
