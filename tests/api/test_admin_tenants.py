@@ -12,11 +12,11 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from api.app import UnsafeTenants, create_app
+from api.app import UnsafeTenants, check_bind, create_app
 from api.deps import TenantLimitsDep
 from queueing import keys
 from queueing.catalogue import ModelSpec
-from queueing.settings import Settings, TenantSettings
+from queueing.settings import ApiSettings, Settings, TenantSettings
 from queueing.tenancy import TenantLimits
 from tests.api.support import api_client, serve
 from tests.api.tenancy import ADMIN, bearer, new_tenant, with_tenants
@@ -218,3 +218,14 @@ async def test_a_revoked_key_is_refused_within_the_cache_time(
             print(f"{action}: refused after {refused_after:.2f} s (cache {cache_s} s)")
             await client.patch("/admin/tenants/acme", json={"disabled": False}, headers=ADMIN)
             await asyncio.sleep(cache_s)
+
+
+async def test_with_the_registry_on_every_request_needs_a_key(
+    redis_client: aioredis.Redis, queue_url: str, api_settings: Settings, spec: ModelSpec
+) -> None:
+    settings = with_tenants(api_settings, admin_key=None)
+    check_bind(settings.model_copy(update={"api": ApiSettings(host="0.0.0.0")}))
+    async with api_client(settings, queue_url) as client:
+        refused = await client.post("/v1/jobs", json=JOB)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+        assert (await client.get("/admin/tenants", headers=ADMIN)).status_code == 404
