@@ -45,12 +45,14 @@ class KeyCache:
         now = time.monotonic()
         cached = self._entries.get(digest)
         if cached is not None and cached[0] > now:
-            return cached[1]
-        record = await self.registry.lookup(digest)
-        if len(self._entries) >= MAX_CACHED:
-            self._evict(now)
-        self._entries[digest] = (now + self.ttl_s, record)
-        return record
+            record = cached[1]
+        else:
+            record = await self.registry.lookup(digest)
+            if len(self._entries) >= MAX_CACHED:
+                self._evict(now)
+            self._entries[digest] = (now + self.ttl_s, record)
+        # A key whose grace after a rotation ends is refused then, cached or not.
+        return record if record is not None and record.key(digest, time.time()) else None
 
     def _evict(self, now: float) -> None:
         live = {d: e for d, e in self._entries.items() if e[0] > now}

@@ -229,3 +229,16 @@ async def test_with_the_registry_on_every_request_needs_a_key(
         refused = await client.post("/v1/jobs", json=JOB)
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
         assert (await client.get("/admin/tenants", headers=ADMIN)).status_code == 404
+
+
+async def test_a_rotated_key_ends_with_its_grace_even_when_cached(
+    redis_client: aioredis.Redis, queue_url: str, api_settings: Settings, spec: ModelSpec
+) -> None:
+    """A lookup made after the rotation knows the grace's end; one made before learns it
+    within the cache time, like any change."""
+    async with api_client(with_tenants(api_settings, cache_s=60), queue_url) as client:
+        old = await new_tenant(client, "acme")
+        await client.post("/admin/tenants/acme/keys", json={"grace_s": 0.5}, headers=ADMIN)
+        assert (await client.get("/v1/models", headers=bearer(old))).status_code == 200
+        await asyncio.sleep(0.6)
+        assert (await client.get("/v1/models", headers=bearer(old))).status_code == 401
