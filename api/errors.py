@@ -26,6 +26,18 @@ class Unauthorized(InferqError):
     kind = "invalid_request_error"
 
 
+class Forbidden(InferqError):
+    """A known key that may not do this (a disabled tenant's, or not the admin key)."""
+
+    status = 403
+    code = "permission_denied"
+    kind = "invalid_request_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code or self.code
+
+
 class BodyTooLarge(InferqError):
     """The request body is larger than ``api.max_body_bytes``."""
 

@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from queueing.keys import MAX_PARTITIONS
+from queueing.tenancy import TenantLimits
 
 
 class RedisSettings(BaseModel):
@@ -50,6 +51,9 @@ class QueueSettings(BaseModel):
     # A claim keeps taking from one partition while its jobs arrived no later than this after
     # the best job of another partition (same class and band): fewer round trips per job.
     claim_slack_ms: int = 50
+    # Usage metering (README, "Tenants"): per-partition usage hashes, one per time bucket.
+    usage_bucket_s: Annotated[int, Field(ge=60)] = 3_600
+    usage_ttl_s: Annotated[int, Field(ge=60)] = 35 * 24 * 3600
 
     def partitions_of(self, model: str) -> int:
         """How many partitions ``model``'s queues are split into."""
@@ -260,6 +264,21 @@ class PreprocessSettings(BaseModel):
     python: Path | None = None
 
 
+class TenantSettings(BaseModel):
+    """Tenants (README, "Tenants"): the registry's keys, its admin API, and default limits.
+
+    ``key_secret`` keys the hash API keys are stored under; unset, the registry is off (only
+    ``api_keys`` or the no-key local mode) and an ``admin_key`` is refused at start.
+    ``admin_key`` unset: no ``/admin`` routes. ``cache_s``: how long an API process trusts a
+    key lookup (revocation and disabling take effect within it).
+    """
+
+    default_limits: TenantLimits = Field(default_factory=TenantLimits)
+    admin_key: SecretStr | None = None
+    key_secret: SecretStr | None = None
+    cache_s: Annotated[float, Field(ge=0)] = 5.0
+
+
 class Settings(BaseSettings):
     """All of inferq's configuration."""
 
@@ -281,6 +300,7 @@ class Settings(BaseSettings):
     models_dir: Path = Path.home() / ".cache" / "inferq" / "models"
     catalogue: Path | None = None
     default_model: str = "smollm2-135m-instruct"
+    tenants: TenantSettings = Field(default_factory=TenantSettings)
 
     def pool(self, name: str) -> PoolSettings:
         """The pool ``name`` (an unknown name: the default pool's settings)."""
