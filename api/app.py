@@ -7,13 +7,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 
 from api import errors
 from api.bodylimit import BodyLimit
+from api.deps import get_meter
 from api.events import EventHub
 from api.metrics import Metrics
+from api.ratelimit import RateLimitHeaders
 from api.registration import api_presence
 from api.routes import batches, events, files, health, jobs, openai
 from queueing.admission import Admission
@@ -24,6 +26,7 @@ from queueing.files import Files
 from queueing.filestore import open_storage
 from queueing.jobstore import JobStore
 from queueing.processes import advertised_url
+from queueing.ratelimit import RateLimiter
 from queueing.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             app.state.batches = Batches(client)
             app.state.files = Files(client, open_storage(settings), settings.files)
             app.state.metrics = Metrics(CollectorRegistry())
+            app.state.limiter = RateLimiter(client, settings.queue)
             async with api_presence(
                 client, advertised_url(settings.api.host, settings.api.port)
             ).kept():
@@ -96,10 +100,12 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
     app.add_middleware(
         BodyLimit, max_bytes=settings.api.max_body_bytes, streamed=frozenset({files.UPLOAD})
     )
-    app.include_router(jobs.router)
-    app.include_router(events.router)
-    app.include_router(openai.router)
-    app.include_router(batches.router)
-    app.include_router(files.router)
+    app.add_middleware(RateLimitHeaders)
+    metered = [Depends(get_meter)]  # every authenticated route: x-ratelimit-* headers
+    app.include_router(jobs.router, dependencies=metered)
+    app.include_router(events.router, dependencies=metered)
+    app.include_router(openai.router, dependencies=metered)
+    app.include_router(batches.router, dependencies=metered)
+    app.include_router(files.router, dependencies=metered)
     app.include_router(health.router)
     return app

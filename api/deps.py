@@ -11,12 +11,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.errors import Unauthorized
 from api.events import EventHub
 from api.metrics import Metrics
+from api.ratelimit import STATE_KEY, Meter
 from queueing.admission import Admission
 from queueing.batches import Batches
 from queueing.catalogue import Catalogue
 from queueing.files import Files
 from queueing.jobstore import JobStore
+from queueing.ratelimit import RateLimiter
 from queueing.settings import Settings
+from queueing.tenancy import TenantLimits
 
 LOCAL_TENANT = "local"
 
@@ -98,3 +101,22 @@ def get_tenant(
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+def get_tenant_limits(settings: SettingsDep, tenant: TenantDep) -> TenantLimits:
+    """The tenant's limits: here every tenant has ``tenants.default_limits``."""
+    return settings.tenants.default_limits
+
+
+LimitsDep = Annotated[TenantLimits, Depends(get_tenant_limits)]
+
+
+def get_meter(request: Request, tenant: TenantDep, limits: LimitsDep) -> Meter:
+    """The request's rate-limit meter; its standing goes into the response's headers."""
+    limiter: RateLimiter = request.app.state.limiter
+    meter = Meter(limiter, tenant, limits)
+    setattr(request.state, STATE_KEY, meter)
+    return meter
+
+
+MeterDep = Annotated[Meter, Depends(get_meter)]

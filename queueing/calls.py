@@ -30,6 +30,7 @@ COUNTERS = {
     "ARRIVED_UNITS": "arrived_units",
     "UNITS_OF": "u:",
     "JOBS_OF": "n:",
+    "TENANT_OF": "tenant:",  # units a tenant has queued or running in the partition
 }
 
 
@@ -263,6 +264,18 @@ class Lease(Call):
     ttl_ms: int = arg()
 
 
+@dataclass(frozen=True)
+class RateLimit(Call):
+    """Charge a tenant's request and unit buckets together, or neither; or only read them."""
+
+    function = "iq_ratelimit"
+    bucket: str = key()
+    requests_per_minute: str = arg()  # '' = unlimited
+    units_per_minute: str = arg()  # '' = unlimited
+    requests: int = arg()  # requests to charge (0 with 0 units: only read)
+    units: float = arg()
+
+
 CALLS: tuple[type[Call], ...] = (
     Enqueue,
     Pick,
@@ -276,6 +289,7 @@ CALLS: tuple[type[Call], ...] = (
     BatchRecord,
     BatchMove,
     Lease,
+    RateLimit,
 )
 
 

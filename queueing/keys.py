@@ -217,3 +217,9 @@ def file_index(tenant: str, purpose: str | None = None) -> str:
     """Sorted set of a tenant's file ids by creation time (or of one purpose's files)."""
     index = f"{PREFIX}:files:{_tenant_files_tag(tenant)}"
     return f"{index}:{purpose}" if purpose else index
+
+
+def rate_limit(tenant: str) -> str:
+    """Hash of one tenant's token buckets (requests and units per minute): one slot each."""
+    digest = hashlib.sha256(tenant.encode()).hexdigest()[:16]  # any tenant name fits a tag
+    return f"{PREFIX}:rl:{{r:{digest}}}"

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from queueing.keys import MAX_PARTITIONS
+from queueing.tenancy import TenantLimits
 
 
 class RedisSettings(BaseModel):
@@ -221,6 +222,12 @@ class PreprocessSettings(BaseModel):
     processes: Annotated[int, Field(ge=1)] | None = None
 
 
+class TenantSettings(BaseModel):
+    """Tenants: the limits of a tenant that has none of its own (README, "Rate limits")."""
+
+    default_limits: TenantLimits = Field(default_factory=TenantLimits)
+
+
 class Settings(BaseSettings):
     """All of inferq's configuration."""
 
@@ -242,6 +249,7 @@ class Settings(BaseSettings):
     models_dir: Path = Path.home() / ".cache" / "inferq" / "models"
     catalogue: Path | None = None
     default_model: str = "smollm2-135m-instruct"
+    tenants: TenantSettings = Field(default_factory=TenantSettings)
 
     def pool(self, name: str) -> PoolSettings:
         """The pool ``name`` (an unknown name: the default pool's settings)."""

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Header, Path, Response
 
-from api.deps import AdmissionDep, MetricsDep, StoreDep, TenantDep
+from api.deps import AdmissionDep, MeterDep, MetricsDep, StoreDep, TenantDep
 from api.unicode import check_unicode
 from queueing.errors import InvalidRequest
 from queueing.jobstore import JobStore
@@ -26,7 +26,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         404: "No such job or model",
         413: "Body too large",
         422: "Malformed body",
-        429: "Queue full; retry after the Retry-After header",
+        429: "Rate limit or queue full; retry after the Retry-After header",
     }.items()
 }
 
@@ -60,6 +60,7 @@ async def create_job(
     store: StoreDep,
     admission: AdmissionDep,
     metrics: MetricsDep,
+    meter: MeterDep,
     idempotency_header: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
@@ -84,7 +85,8 @@ async def create_job(
         stream_tokens=body.stream_tokens,
     )
     record = await anyio.to_thread.run_sync(admit)
-    job_id = await store.enqueue(record, idempotency_key=key)
+    async with meter.admitting(record.model, record.estimated_units):
+        job_id = await store.enqueue(record, idempotency_key=key)
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     if job_id != record.id:
         response.status_code = 200

@@ -23,6 +23,7 @@ from api.deps import (
     AdmissionDep,
     CatalogueDep,
     HubDep,
+    MeterDep,
     MetricsDep,
     SettingsDep,
     StoreDep,
@@ -73,7 +74,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         404: "No such model",
         409: "The job was cancelled",
         413: "Body too large",
-        429: "Queue full; retry after the Retry-After header",
+        429: "Rate limit or queue full; retry after the Retry-After header",
         500: "The job failed",
     }.items()
 }
@@ -91,6 +92,7 @@ class Caller:
     hub: HubDep
     settings: SettingsDep
     metrics: MetricsDep
+    meter: MeterDep
 
 
 CallerDep = Annotated[Caller, Depends(Caller)]
@@ -142,7 +144,8 @@ async def _complete(
         tools=chat.tool_dicts if chat else None,
     )
     record = await anyio.to_thread.run_sync(admit)
-    await caller.store.enqueue(record)
+    async with caller.meter.admitting(record.model, record.estimated_units):
+        await caller.store.enqueue(record)
     caller.metrics.submitted.labels(model=record.model, job_class=record.job_class.value).inc()
     head = Head.of(kind, record)
     ping_s = caller.settings.api.sse_ping_s

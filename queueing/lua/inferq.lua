@@ -38,6 +38,16 @@ local function count_queued(units_key, qfield, units, jobs)
   redis.call('HINCRBY', units_key, JOBS_OF .. qfield, jobs)
 end
 
+-- Add `units` to a tenant's units queued or running in this partition (negative when a job
+-- ends); a field back at zero goes, so the hash names only tenants with work.
+local function count_tenant(units_key, tenant, units)
+  if not tenant then return end
+  local field = TENANT_OF .. tenant
+  if tonumber(redis.call('HINCRBYFLOAT', units_key, field, units)) < 1e-6 then
+    redis.call('HDEL', units_key, field)
+  end
+end
+
 -- Finish an in-flight job of `units` units: status, fields, final events, ack, counters,
 -- retention, notification. fields: flat field/value list; events: flat kind/data list.
 local function finish(job, ev, queue, units_key, entry_id, units, status, now, ttl, fields,
@@ -46,6 +56,7 @@ local function finish(job, ev, queue, units_key, entry_id, units, status, now, t
   ack(queue, entry_id)
   redis.call('HINCRBYFLOAT', units_key, INFLIGHT, -units)
   redis.call('HINCRBY', units_key, status, 1)
+  count_tenant(units_key, redis.call('HGET', job, 'tenant'), -units)
   for i = 1, #events, 2 do event(ev, events[i], events[i + 1]) end
   event(ev, 'status', status_event(status))
   redis.call('EXPIRE', job, ttl)
@@ -73,6 +84,7 @@ local function enqueue(keys, args)
   redis.call('HSET', keys[k.job], 'entry', entry_id, unpack(args, a.tail))
   event(keys[k.events], 'status', status_event(S_QUEUED))
   count_queued(units_key, args[a.qfield], cost, 1)
+  count_tenant(units_key, redis.call('HGET', keys[k.job], 'tenant'), cost)
   redis.call('HINCRBY', units_key, ARRIVALS, 1)
   redis.call('HINCRBYFLOAT', units_key, ARRIVED_UNITS, cost)
   notify(keys[k.wake], args[a.qfield])
@@ -331,6 +343,7 @@ local function cancel(keys, args)
   if status == S_QUEUED then
     redis.call('XDEL', keys[k.queue], cur[2])
     count_queued(keys[k.units], cur[4] .. ':' .. cur[5], -tonumber(cur[3]), -1)
+    count_tenant(keys[k.units], redis.call('HGET', job, 'tenant'), -tonumber(cur[3]))
     redis.call('HINCRBY', keys[k.units], S_CANCELLED, 1)
     redis.call('HSET', job, 'status', S_CANCELLED, 'finished_at', args[a.now],
       'error', 'cancelled before it ran')
@@ -414,3 +427,62 @@ redis.register_function('iq_cancel', cancel)
 redis.register_function('iq_batch_record', batch_record)
 redis.register_function('iq_batch_move', batch_move)
 redis.register_function('iq_lease', lease)
+
+-- A tenant's token buckets (README, "Rate limits"): requests and units per minute ('' =
+-- unlimited), refilled continuously, empty-to-full in a minute, read on the server's clock.
+-- Both are charged, or neither. A charge larger than a whole bucket passes when the bucket is
+-- full and leaves it in debt: a large job is slowed, never refused for good. No charge only
+-- reads. Returns {1 charged or 0 refused, the bucket that refused ('requests' | 'tokens' |
+-- ''), ms until the charge would pass; per bucket: level ('' unlimited), ms until full}.
+local function ratelimit(keys, args)
+  local k, a = K.iq_ratelimit, A.iq_ratelimit
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  local raw = redis.call('HMGET', keys[k.bucket], 'r', 'r_at', 'u', 'u_at')
+  local buckets = {
+    {name = 'requests', field = 'r', cap = tonumber(args[a.requests_per_minute]),
+     cost = tonumber(args[a.requests]), level = tonumber(raw[1]), at = tonumber(raw[2])},
+    {name = 'tokens', field = 'u', cap = tonumber(args[a.units_per_minute]),
+     cost = tonumber(args[a.units]), level = tonumber(raw[3]), at = tonumber(raw[4])},
+  }
+  local refused, wait, charging = '', 0, false
+  for _, b in ipairs(buckets) do
+    if b.cap then
+      b.rate = b.cap / 60000
+      if b.level and b.at then
+        b.level = math.min(b.cap, b.level + math.max(0, now - b.at) * b.rate)
+      else
+        b.level = b.cap
+      end
+      local need = math.min(b.cost, b.cap)
+      if b.cost > 0 and b.level < need then
+        local ms = math.ceil((need - b.level) / b.rate)
+        if ms > wait then refused, wait = b.name, ms end
+      end
+      charging = charging or b.cost > 0
+    end
+  end
+  charging = charging and refused == ''
+  local out, ttl, fields = {refused == '' and 1 or 0, refused, wait}, 0, {}
+  for _, b in ipairs(buckets) do
+    if b.cap then
+      if charging then
+        b.level = b.level - b.cost
+        table.insert(fields, b.field); table.insert(fields, tostring(b.level))
+        table.insert(fields, b.field .. '_at'); table.insert(fields, now)
+      end
+      local full = math.max(0, math.ceil((b.cap - b.level) / b.rate))
+      if full > ttl then ttl = full end
+      table.insert(out, tostring(b.level)); table.insert(out, full)
+    else
+      table.insert(out, ''); table.insert(out, 0)
+    end
+  end
+  if charging then
+    redis.call('HSET', keys[k.bucket], unpack(fields))
+    redis.call('PEXPIRE', keys[k.bucket], ttl + 1000)  -- gone = full
+  end
+  return out
+end
+
+redis.register_function('iq_ratelimit', ratelimit)
