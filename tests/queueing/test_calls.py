@@ -14,8 +14,10 @@ from queueing.calls import CALLS, Call, prelude
 from queueing.catalogue import ModelSpec
 from queueing.connection import Client
 from queueing.jobstore import JobStore
+from queueing.ratelimit import RateLimiter
 from queueing.schemas import JobResult, JobStatus
 from queueing.settings import QueueSettings
+from queueing.tenancy import TenantLimits
 from queueing.workqueue import WorkQueue
 from tests.queueing.records import claim_all, record
 
@@ -59,6 +61,8 @@ async def test_every_call_of_a_job_lifecycle_stays_in_one_slot(
     await batches.move(batch_id, {BatchStatus.VALIDATING}, BatchStatus.FAILED, failed_at=1)
     await batches.record(batch_id, [Outcome(0, "out", "{}")])
     await batches.lease(batch_id, "token", 1_000)
+    limits = TenantLimits(requests_per_minute=10, units_per_minute=10)
+    await RateLimiter(redis_client, queue_settings).charge("local", limits, requests=1, units=1)
     functions = {call.function for call in sent}
     assert functions == {cls.function for cls in CALLS}
     for call in sent:
