@@ -94,6 +94,8 @@ class RateLimiter:
         self, tenant: str, limits: TenantLimits, *, requests: int, units: float, model: str = ""
     ) -> Standing:
         """Charge both buckets, or raise :class:`RateLimited` and charge nothing."""
+        if limits.requests_per_minute is None and limits.units_per_minute is None:
+            return Standing(requests=None, tokens=None)  # nothing to count: no round trip
         call = RateLimit(
             bucket=keys.rate_limit(tenant),
             requests_per_minute=_arg(limits.requests_per_minute),
@@ -177,7 +179,7 @@ def _refusal(
     target = f" for {model}" if model else ""
     return RateLimited(
         f"Rate limit reached{target} for tenant {tenant} on {name}: Limit {bucket.limit:g}, "
-        f"Used {used:.2f}, Requested {asked}. Please try again in {duration(wait_ms)}.",
+        f"Used {round(used, 2):g}, Requested {asked}. Please try again in {duration(wait_ms)}.",
         kind=refused,
         retry_after_ms=wait_ms,
     )

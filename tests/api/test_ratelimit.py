@@ -87,6 +87,11 @@ async def test_a_tenant_at_its_request_limit_gets_429_and_another_is_unaffected(
         for path in (first.headers["location"], "/v1/jobs/job_0_nope", "/v1/models", "/v1/files"):
             read = await http.get(path, headers=ALICE)
             assert read.status_code in (200, 404) and rate(read, "requests")[:2] == ("2", "0")
+        url = first.headers["location"]
+        assert (await http.delete(url, headers=ALICE)).json()["status"] == "cancelled"
+        events = await http.get(f"{url}/events", headers=ALICE)  # ends: the job is cancelled
+        assert events.status_code == 200 and "cancelled" in events.text
+        assert rate(events, "requests")[:2] == ("2", "0")
         health = await http.get("/healthz")
         assert health.status_code == 200 and not any(h in health.headers for h in RATE_HEADERS)
 
