@@ -49,9 +49,8 @@ class Meter:
             async with self.limiter.admitting(self.tenant, self.limits, model, units) as standing:
                 self.standing = standing
                 yield
-        except RateLimited:
-            if self.rated and self.standing is None:
-                self.standing = await self.limiter.read(self.tenant, self.limits)
+        except RateLimited as refused:
+            await self._refused(refused)
             raise
 
     async def request(self) -> None:
@@ -62,9 +61,15 @@ class Meter:
             self.standing = await self.limiter.charge(
                 self.tenant, self.limits, requests=1, units=0.0
             )
-        except RateLimited:
-            self.standing = await self.limiter.read(self.tenant, self.limits)
+        except RateLimited as refused:
+            await self._refused(refused)
             raise
+
+    async def _refused(self, refused: RateLimited) -> None:
+        """Keep the standing a refusal found; a refusal by the cap reads it for the headers."""
+        self.standing = refused.standing
+        if self.rated and self.standing is None:
+            self.standing = await self.limiter.read(self.tenant, self.limits)
 
     async def headers(self) -> list[tuple[bytes, bytes]]:
         """OpenAI's ``x-ratelimit-*`` headers for the buckets the tenant has."""

@@ -50,10 +50,13 @@ class RateLimited(QueueFull):
 
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, kind: str, retry_after_ms: int) -> None:
+    def __init__(
+        self, message: str, *, kind: str, retry_after_ms: int, standing: Standing | None = None
+    ) -> None:
         super().__init__(message, retry_after_s=max(1, math.ceil(retry_after_ms / 1000)))
         self.kind = kind
         self.retry_after_ms = retry_after_ms
+        self.standing = standing  # the buckets as the refusal found them (None: not read)
 
 
 def duration(ms: float) -> str:
@@ -182,4 +185,5 @@ def _refusal(
         f"Used {round(used, 2):g}, Requested {asked}. Please try again in {duration(wait_ms)}.",
         kind=refused,
         retry_after_ms=wait_ms,
+        standing=standing,
     )
