@@ -12,10 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from api import errors
 from api.bodylimit import BodyLimit
-from api.deps import get_meter
 from api.events import EventHub
 from api.metrics import Metrics
-from api.ratelimit import RateLimitHeaders
+from api.ratelimit import RateLimitHeaders, get_meter
 from api.registration import api_presence
 from api.routes import batches, events, files, health, jobs, openai
 from queueing.admission import Admission

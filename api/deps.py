@@ -11,13 +11,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.errors import Unauthorized
 from api.events import EventHub
 from api.metrics import Metrics
-from api.ratelimit import STATE_KEY, Meter
 from queueing.admission import Admission
 from queueing.batches import Batches
 from queueing.catalogue import Catalogue
 from queueing.files import Files
 from queueing.jobstore import JobStore
-from queueing.ratelimit import RateLimiter
 from queueing.settings import Settings
 from queueing.tenancy import TenantLimits
 
@@ -108,15 +106,4 @@ def get_tenant_limits(settings: SettingsDep, tenant: TenantDep) -> TenantLimits:
     return settings.tenants.default_limits
 
 
-LimitsDep = Annotated[TenantLimits, Depends(get_tenant_limits)]
-
-
-def get_meter(request: Request, tenant: TenantDep, limits: LimitsDep) -> Meter:
-    """The request's rate-limit meter; its standing goes into the response's headers."""
-    limiter: RateLimiter = request.app.state.limiter
-    meter = Meter(limiter, tenant, limits)
-    setattr(request.state, STATE_KEY, meter)
-    return meter
-
-
-MeterDep = Annotated[Meter, Depends(get_meter)]
+TenantLimitsDep = Annotated[TenantLimits, Depends(get_tenant_limits)]

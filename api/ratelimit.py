@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
+from fastapi import Depends, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.deps import TenantDep, TenantLimitsDep
 from queueing.errors import InferqError
 from queueing.ratelimit import Bucket, RateLimited, RateLimiter, Standing, duration
 from queueing.tenancy import TenantLimits
@@ -90,6 +93,17 @@ def _bucket_headers(name: str, bucket: Bucket) -> list[tuple[bytes, bytes]]:
         "reset": duration(bucket.reset_ms),
     }
     return [(f"x-ratelimit-{k}-{name}".encode(), v.encode()) for k, v in values.items()]
+
+
+def get_meter(request: Request, tenant: TenantDep, limits: TenantLimitsDep) -> Meter:
+    """The request's meter; its standing goes into the response's headers."""
+    limiter: RateLimiter = request.app.state.limiter
+    meter = Meter(limiter, tenant, limits)
+    setattr(request.state, STATE_KEY, meter)
+    return meter
+
+
+MeterDep = Annotated[Meter, Depends(get_meter)]
 
 
 class RateLimitHeaders:

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from api.deps import BatchesDep, FilesDep, MeterDep, TenantDep
+from api.deps import BatchesDep, FilesDep, TenantDep
+from api.ratelimit import MeterDep
 from api.routes.openai import OpenAIRoute
 from oaiproto.batch import BatchCreate, batch_object
 from queueing import keys

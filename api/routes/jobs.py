@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Header, Path, Response
 
-from api.deps import AdmissionDep, MeterDep, MetricsDep, StoreDep, TenantDep
+from api.deps import AdmissionDep, MetricsDep, StoreDep, TenantDep
+from api.ratelimit import MeterDep
 from api.unicode import check_unicode
 from queueing.errors import InvalidRequest
 from queueing.jobstore import JobStore
@@ -57,10 +58,10 @@ async def create_job(
     body: JobCreate,
     response: Response,
     tenant: TenantDep,
+    meter: MeterDep,
     store: StoreDep,
     admission: AdmissionDep,
     metrics: MetricsDep,
-    meter: MeterDep,
     idempotency_header: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,

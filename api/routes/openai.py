@@ -23,7 +23,6 @@ from api.deps import (
     AdmissionDep,
     CatalogueDep,
     HubDep,
-    MeterDep,
     MetricsDep,
     SettingsDep,
     StoreDep,
@@ -32,6 +31,7 @@ from api.deps import (
 )
 from api.errors import count_rejection, describe
 from api.openai_jobs import JobWatch
+from api.ratelimit import MeterDep
 from api.unicode import check_unicode
 from oaiproto.errors import error_body
 from oaiproto.format import Head, Kind, completion, failure, model_card
@@ -87,12 +87,12 @@ class Caller:
 
     request: Request
     tenant: TenantDep
+    meter: MeterDep
     store: StoreDep
     admission: AdmissionDep
     hub: HubDep
     settings: SettingsDep
     metrics: MetricsDep
-    meter: MeterDep
 
 
 CallerDep = Annotated[Caller, Depends(Caller)]
