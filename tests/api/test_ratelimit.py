@@ -76,7 +76,7 @@ async def test_a_tenant_at_its_request_limit_gets_429_and_another_is_unaffected(
         assert "x-ratelimit-limit-tokens" not in first.headers, "no units limit: no header"
         third = await http.post("/v1/jobs", json=JOB, headers=ALICE)
         refused_as_openai(third, "requests")
-        assert 29 <= int(third.headers["retry-after"]) <= 30, "one request refills in 30 s"
+        assert 25 <= int(third.headers["retry-after"]) <= 30, "one request refills in 30 s"
         assert rate(third, "requests")[1] == "0" and rate(third, "requests")[2].endswith("s")
         assert await jobs_of(redis_client, "alice") == 2, "nothing queued when refused"
 
@@ -108,7 +108,7 @@ async def test_a_tenant_at_its_units_limit_gets_429_and_another_is_unaffected(
         refused = await http.post("/v1/jobs", json=JOB, headers=ALICE)
         refused_as_openai(refused, "tokens")
         expected_s = (units - (0.4 - units)) / (0.4 / 60)  # the deficit at 0.4 units a minute
-        assert abs(int(refused.headers["retry-after-ms"]) / 1000 - expected_s) < 1.0
+        assert expected_s - 5 < int(refused.headers["retry-after-ms"]) / 1000 <= expected_s + 0.01
         assert "x-ratelimit-limit-requests" not in refused.headers
         limit, remaining, reset = rate(refused, "tokens")
         assert (limit, remaining) == ("0.4", "0") and reset.endswith("s")
