@@ -92,6 +92,8 @@ async def test_a_tenant_at_its_request_limit_gets_429_and_another_is_unaffected(
         events = await http.get(f"{url}/events", headers=ALICE)  # ends: the job is cancelled
         assert events.status_code == 200 and "cancelled" in events.text
         assert rate(events, "requests")[:2] == ("2", "0")
+        metrics = (await http.get("/metrics")).text
+        assert 'inferq_api_rejections_total{code="rate_limit_exceeded"} 1.0' in metrics
         health = await http.get("/healthz")
         assert health.status_code == 200 and not any(h in health.headers for h in RATE_HEADERS)
 
