@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 
 from oaiproto.errors import error_body
 from queueing.errors import InferqError, QueueFull, ServerError
+from queueing.ratelimit import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ def error_response(request: Request, exc: InferqError) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, QueueFull):
         headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, RateLimited):
+        headers["retry-after-ms"] = str(exc.retry_after_ms)  # the openai client reads it first
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
     body = error_body(exc.message, exc.kind, exc.code, exc.param)
