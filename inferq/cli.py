@@ -13,6 +13,7 @@ from rich.table import Table
 from api.server import run_api
 from inferq.batch_cli import batch_app
 from inferq.pools import PoolKeeper, worker_command
+from inferq.preprocess_role import preprocess_command
 from inferq.readiness import announce_when_ready
 from inferq.redis_url import queue_server
 from inferq.status import NotRunning, show
@@ -140,6 +141,22 @@ def arq_worker() -> None:
 
 
 @app.command()
+def preprocess() -> None:
+    """Run a preprocess worker: prepare the images of queued jobs (a process pool sized to the
+    CPUs the container has), then hand each job on to its model queue."""
+    settings = Settings()
+    if settings.redis.url is None:
+        console.print(
+            "[red]set INFERQ_REDIS__URL[/] (`inferq up` sets it for its preprocess worker)"
+        )
+        raise typer.Exit(2)
+    from workers.preprocess_worker import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    serve(settings, settings.redis.url)
+
+
+@app.command()
 def calibrate(
     model: str | None = typer.Option(None, help="Catalogue name (default: INFERQ_DEFAULT_MODEL)"),
     levels: str = typer.Option("1,2,4,8,16,32,64", help="Concurrencies to measure"),
@@ -204,6 +221,12 @@ def up(
         supervisor = Supervisor(console)
         supervisor.add("api", ["api"], {"INFERQ_REDIS__URL": url})
         supervisor.add("arq", ["arq"], {"INFERQ_REDIS__URL": url})
+        supervisor.add(
+            "preprocess",
+            ["preprocess"],
+            {"INFERQ_REDIS__URL": url},
+            program=preprocess_command(settings),
+        )
         keeper = None
         if workers is None:
             env = {"INFERQ_REDIS__URL": url, "INFERQ_AUTOSCALER__ACTUATOR": "local"}

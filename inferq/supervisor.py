@@ -56,10 +56,16 @@ class Supervisor:
         self._serial = 0
 
     def add(
-        self, name: str, args: list[str], env: dict[str, str], pool: str | None = None
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        pool: str | None = None,
+        program: list[str] | None = None,
     ) -> Child:
-        """Register and start ``python -m inferq <args>`` as ``name``."""
-        child = Child(name, [*self.program, *args], env, pool=pool)
+        """Register and start ``python -m inferq <args>`` (or ``program`` and ``args``) as
+        ``name``."""
+        child = Child(name, [*(program or self.program), *args], env, pool=pool)
         with self.lock:
             child.start()
             self.children.append(child)

@@ -30,6 +30,9 @@ COUNTERS = {
     "ARRIVED_UNITS": "arrived_units",
     "UNITS_OF": "u:",
     "JOBS_OF": "n:",
+    # Jobs of the partition waiting for or in image preparation (not yet queued units).
+    "PRE_UNITS": "pre_units",
+    "PRE_JOBS": "pre_jobs",
 }
 
 
@@ -313,3 +316,94 @@ def library() -> str:
     body = resources.files("queueing").joinpath("lua/inferq.lua").read_text()
     header, _, rest = body.partition("\n")
     return f"{header}\n{prelude()}{rest}"
+
+
+# The preprocess tier: jobs with images wait in their partition's preprocess streams until
+# a preprocess worker has prepared the images and hands them on to the model queue.
+
+
+@dataclass(frozen=True)
+class Prequeue(Call):
+    """Store a job with images and queue it for the preprocess tier (``Enqueue``'s replies)."""
+
+    function = "iq_prequeue"
+    job: str = key()
+    events: str = key()
+    queue: str = key()  # the partition's preprocess stream of the job's class
+    units: str = key()
+    wake: str = key()
+    idem: Sequence[str] = key_tail()
+    job_id: str = arg()
+    model: str = arg()
+    cost: float = arg()
+    ceiling: float = arg()
+    idem_ttl: int = arg()
+    fields: Sequence[str] = arg_tail()
+
+
+@dataclass(frozen=True)
+class PrePick(Call):
+    """Deliver a partition's undelivered preprocess entries, best class first."""
+
+    function = "iq_pre_pick"
+    queues: Sequence[str] = key_tail()  # class order
+    consumer: str = arg()
+    max_count: int = arg()
+
+
+@dataclass(frozen=True)
+class PreTake(Call):
+    """Hold delivered preprocess jobs (or drop, dead-letter them); return their hashes."""
+
+    function = "iq_pre_take"
+    units: str = key()
+    dead: str = key()
+    channel: str = key()
+    jobs: Sequence[str] = key_tail()  # queue, job, events per delivered entry
+    consumer: str = arg()
+    now: float = arg()
+    ttl: int = arg()
+    max_deliveries: int = arg()
+    entries: Sequence[str] = arg_tail()  # entry id, job id per delivered entry
+
+
+@dataclass(frozen=True)
+class PreFail(Call):
+    """Fail a held preprocess job with the reason (a bad image)."""
+
+    function = "iq_pre_fail"
+    job: str = key()
+    events: str = key()
+    queue: str = key()
+    units: str = key()
+    channel: str = key()
+    consumer: str = arg()
+    entry: str = arg()
+    job_id: str = arg()
+    now: float = arg()
+    ttl: int = arg()
+    reason: str = arg()
+
+
+@dataclass(frozen=True)
+class Handoff(Call):
+    """Move a prepared job from its preprocess stream to its model queue, in one step."""
+
+    function = "iq_handoff"
+    job: str = key()
+    events: str = key()
+    pre: str = key()
+    queue: str = key()
+    units: str = key()
+    wake: str = key()
+    images: Sequence[str] = key_tail()  # the prepared images' keys (their TTL is renewed)
+    consumer: str = arg()
+    entry: str = arg()
+    job_id: str = arg()
+    cost: float = arg()
+    qfield: str = arg()
+    ttl: int = arg()
+    fields: Sequence[str] = arg_tail()  # field, value, ... (images, units, band, tokens)
+
+
+CALLS += (Prequeue, PrePick, PreTake, PreFail, Handoff)

@@ -137,18 +137,15 @@ async def connect(
     "Too many connections" (servers with many concurrent requests want this).
     """
     client: Client
+    kwargs.setdefault("decode_responses", True)  # False: a client for binary values (images)
     if is_cluster(url):
         scheme = urlsplit(url).scheme
         plain = CLUSTER_SCHEMES[scheme] + url[len(scheme) :]
-        client = QueueCluster.from_url(
-            plain, decode_responses=True, max_connections=max_connections, **kwargs
-        )
+        client = QueueCluster.from_url(plain, max_connections=max_connections, **kwargs)
     else:
         pool_class = aioredis.BlockingConnectionPool if blocking else aioredis.ConnectionPool
         kwargs.setdefault("connection_class", HiredisConnection)  # rediss/unix override it
-        pool = pool_class.from_url(
-            url, decode_responses=True, max_connections=max_connections, **kwargs
-        )
+        pool = pool_class.from_url(url, max_connections=max_connections, **kwargs)
         client = aioredis.Redis.from_pool(pool)
     try:
         with translated(f"cannot use the queue server at {url}"):

@@ -50,3 +50,20 @@ def estimate(
     return CostEstimate(
         units=units, band=bisect.bisect_left(spec.band_edges, units), expected_output_tokens=output
     )
+
+
+def with_prepared_images(
+    spec: ModelSpec, *, prompt_tokens: int, units: float, images: int, image_tokens: int
+) -> tuple[int, CostEstimate]:
+    """A job's prompt tokens and estimate once its ``images`` are prepared and known to become
+    ``image_tokens`` prompt tokens in all (the preprocess tier's hand-off).
+
+    The admission counted ``spec.image_tokens`` per image in ``prompt_tokens`` and ``units``;
+    those are replaced by ``image_tokens``, and the output part of ``units`` is kept.
+    """
+    text = max(0, prompt_tokens - images * spec.image_tokens)
+    output_units = max(0.0, units - prompt_tokens * spec.prompt_weight / 1000)
+    expected = round(output_units * 1000 / spec.output_weight)
+    return text + image_tokens, estimate(
+        spec, prompt_tokens=text, max_tokens=expected, image_tokens=image_tokens
+    )

@@ -44,6 +44,9 @@ class ModelFigures:
     finished: dict[str, int] = field(default_factory=dict)
     queues: list[QueueFigure] = field(default_factory=list)
     partition_units: list[float] = field(default_factory=list)
+    # Jobs with images waiting for (or in) the preprocess tier: not yet queued units.
+    preparing_units: float = 0.0
+    preparing_jobs: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view (``inferq status --json``)."""
@@ -57,6 +60,8 @@ class ModelFigures:
             "arrived_units": self.arrived_units,
             "finished": self.finished,
             "partition_units": self.partition_units,
+            "preparing_jobs": self.preparing_jobs,
+            "preparing_units": self.preparing_units,
             "queues": [
                 {"class": str(q.job_class), "band": q.band, "jobs": q.jobs, "units": q.units}
                 for q in self.queues
@@ -92,18 +97,21 @@ def summed(model: str, counters: list[dict[str, str]]) -> ModelFigures:
     finished = {status: int(total.get(status, 0)) for status in _FINISHED}
     queued_jobs = sum(q.jobs for q in queues)
     arrivals = int(total.get(COUNTERS["ARRIVALS"], 0))
+    preparing = int(total.get(COUNTERS["PRE_JOBS"], 0))
     return ModelFigures(
         model=model,
         queued_units=total.get(COUNTERS["QUEUED"], 0.0),
         queued_jobs=queued_jobs,
         inflight_units=total.get(COUNTERS["INFLIGHT"], 0.0),
-        # Every arrival is queued, in flight or finished (a release re-queues, not arrives).
-        inflight_jobs=max(0, arrivals - queued_jobs - sum(finished.values())),
+        # Every arrival is preparing, queued, in flight or finished (a release re-queues).
+        inflight_jobs=max(0, arrivals - preparing - queued_jobs - sum(finished.values())),
         arrivals=arrivals,
         arrived_units=total.get(COUNTERS["ARRIVED_UNITS"], 0.0),
         finished=finished,
         queues=queues,
         partition_units=[_tidy(float(raw.get(COUNTERS["QUEUED"], 0))) for raw in counters],
+        preparing_units=total.get(COUNTERS["PRE_UNITS"], 0.0),
+        preparing_jobs=preparing,
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from queueing import keys
-from queueing.calls import Cancel, Enqueue
+from queueing.calls import Cancel, Enqueue, Prequeue
 from queueing.catalogue import ModelSpec
 from queueing.connection import Client, WaitAof, durable_writes, fcall, fcall_many
 from queueing.errors import JobNotFound, QueueFull, ServerError, translated
@@ -44,7 +44,7 @@ class JobStore:
         self.placement = Placement(settings)
         self.wait_aof: WaitAof | None = None
         self._shares: dict[tuple[str, str], tuple[float, float | None]] = {}
-        self._pending: list[tuple[Enqueue, JobRecord, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Enqueue | Prequeue, JobRecord, asyncio.Future[Any]]] = []
         self._flushing: set[asyncio.Task[None]] = set()
 
     def place(self, model: str, tenant: str, idempotency_key: str | None = None) -> int:
@@ -125,7 +125,9 @@ class JobStore:
             out.append(self._accepted(record, reply))
         return out
 
-    def _enqueue_call(self, record: JobRecord, idempotency_key: str | None) -> Enqueue:
+    def _enqueue_call(self, record: JobRecord, idempotency_key: str | None) -> Enqueue | Prequeue:
+        if record.images:  # its images are prepared first (the preprocess tier)
+            return self._prequeue_call(record, idempotency_key)
         partition = keys.partition_of(record.id)
         queue = keys.queue(record.model, partition, record.job_class, record.band)
         fields = {**record.to_hash(), "stream": queue}
@@ -143,6 +145,29 @@ class JobStore:
             job_id=record.id,
             cost=record.estimated_units,
             qfield=keys.queue_field(record.job_class, record.band),
+            ceiling=self.settings.max_queued_units / self.settings.partitions_of(record.model),
+            idem_ttl=self.settings.result_ttl_s,
+            fields=[item for pair in fields.items() for item in pair],
+        )
+
+    def _prequeue_call(self, record: JobRecord, idempotency_key: str | None) -> Prequeue:
+        partition = keys.partition_of(record.id)
+        queue = keys.prequeue(record.model, partition, record.job_class)
+        fields = {**record.to_hash(), "stream": queue}
+        return Prequeue(
+            job=keys.job(record.id),
+            events=keys.events(record.id),
+            queue=queue,
+            units=keys.units(record.model, partition),
+            wake=keys.prewake_channel(partition),
+            idem=(
+                [keys.idempotency(partition, record.tenant, idempotency_key)]
+                if idempotency_key
+                else []
+            ),
+            job_id=record.id,
+            model=record.model,
+            cost=record.estimated_units,
             ceiling=self.settings.max_queued_units / self.settings.partitions_of(record.model),
             idem_ttl=self.settings.result_ttl_s,
             fields=[item for pair in fields.items() for item in pair],

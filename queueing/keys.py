@@ -27,6 +27,8 @@ POOLS = f"{_REGISTRY}:pools"  # hash: pool -> the autoscaler's last decision (JS
 POOLS_RUNNING = f"{_REGISTRY}:pools:running"  # hash: pool -> replicas its actuator runs (JSON)
 AUTOSCALER_LEASE = f"{_REGISTRY}:autoscaler"  # the active autoscaler's name, with a TTL
 TENANT_SHARES = f"{_REGISTRY}:tenant-shares"  # hash: tenant -> its TenantShare (JSON)
+TENANTS = f"{_REGISTRY}:tenants"  # hash: tenant id -> its TenantRecord (JSON)
+TENANT_KEYS = f"{_REGISTRY}:tenant-keys"  # hash: keyed digest of an API key -> tenant id
 _JOB_ID_PREFIX = "job_"
 _BATCH_ID_PREFIX = "batch_"
 
@@ -219,8 +221,20 @@ def file_index(tenant: str, purpose: str | None = None) -> str:
     return f"{index}:{purpose}" if purpose else index
 
 
-TENANTS = f"{_REGISTRY}:tenants"  # hash: tenant id -> its TenantRecord (JSON)
-TENANT_KEYS = f"{_REGISTRY}:tenant-keys"  # hash: keyed digest of an API key -> tenant id
+def prequeue(model: str, partition: int, job_class: JobClass) -> str:
+    """The stream of one model's jobs, in one partition and class, that wait for image
+    preparation (the preprocess tier hands each on to its model queue)."""
+    return f"{PREFIX}:pre:{tag(partition)}:{model}:{job_class.value}"
+
+
+def prewake_channel(partition: int) -> str:
+    """Sharded channel: the model of each job that enters the partition's preprocess streams."""
+    return f"{PREFIX}:prewake:{tag(partition)}"
+
+
+def prepared_image(partition: int, digest: str) -> str:
+    """A prepared image's bytes, in the partition of the jobs that use it, by content hash."""
+    return f"{PREFIX}:img:{tag(partition)}:{digest}"
 
 
 def usage(partition: int, bucket: int) -> str:

@@ -10,8 +10,11 @@ from collections import Counter
 import redis.asyncio as aioredis
 
 from queueing import keys
+from queueing.images import is_reference
+from queueing.schemas import JobRecord
 
 WAITING = "waiting for a worker"
+PREPARING = "preparing images"
 
 
 async def live_workers(client: aioredis.Redis) -> Counter[str]:
@@ -24,3 +27,8 @@ async def live_workers(client: aioredis.Redis) -> Counter[str]:
         alive: list[int] = await pipe.execute()
     live = [name for name, up in zip(names, alive, strict=True) if up]
     return Counter(json.loads(entries[name]).get("model", "") for name in live)
+
+
+def preparing(record: JobRecord) -> bool:
+    """True while the job's images wait for (or are in) the preprocess tier."""
+    return not all(map(is_reference, record.images))

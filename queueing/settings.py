@@ -6,7 +6,14 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from queueing.keys import MAX_PARTITIONS
@@ -208,11 +215,38 @@ class AutoscalerSettings(BaseModel):
     k8s_deployment: str = "inferq-worker-{pool}"  # {pool}: the pool's name
 
 
+class ImageFetchSettings(BaseModel):
+    """Fetching http(s) image URLs (server-side request forgery: off unless turned on).
+
+    Only hosts in ``allow_hosts`` (exact names or IP literals; ``*.example.com`` matches the
+    subdomains of example.com) are fetched, and only when every address the host resolves to
+    is public or inside ``allow_addresses`` (networks of a private image server, e.g. tests).
+    Each redirect is checked again; ``max_bytes`` and ``timeout_s`` bound one whole fetch.
+    """
+
+    enabled: bool = False
+    allow_hosts: list[str] = Field(default_factory=list)
+    allow_addresses: list[IPvAnyNetwork] = Field(default_factory=list)
+    max_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    max_redirects: Annotated[int, Field(ge=0)] = 3
+    ca_file: Path | None = None  # CA certificates for https (unset: the system's)
+
+    def allows_host(self, host: str) -> bool:
+        """Whether ``host`` (a URL's host: a name or an IP literal) is on the allowlist."""
+        host = host.strip("[]").rstrip(".").lower()
+        for entry in (e.strip().rstrip(".").lower() for e in self.allow_hosts):
+            if entry == host or (entry.startswith("*.") and host.endswith(entry[1:])):
+                return True
+        return False
+
+
 class PreprocessSettings(BaseModel):
     """Image preparation: what is accepted (checked before decoding) and what is made of it.
 
     ``max_edge`` is the longest side a prepared image has (the model's processor size);
-    ``processes`` unset means one per CPU the container really has.
+    ``processes`` unset means one per CPU the container really has. ``max_images``: image
+    parts one request may carry; ``fetch``: whether and where http(s) image URLs are fetched.
     """
 
     formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF"])
@@ -223,6 +257,11 @@ class PreprocessSettings(BaseModel):
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
     reducing_gap: Annotated[float, Field(ge=1.0)] = 2.0
     processes: Annotated[int, Field(ge=1)] | None = None
+    max_images: Annotated[int, Field(ge=0)] = 8  # image parts in one request
+    fetch: ImageFetchSettings = Field(default_factory=ImageFetchSettings)
+    # The interpreter `inferq up` runs the preprocess worker with; unset: the sibling venv
+    # `.venv-preprocess` (pillow-simd) when it exists, else the current interpreter.
+    python: Path | None = None
 
 
 class TenantSettings(BaseModel):
@@ -290,3 +329,8 @@ class Settings(BaseSettings):
     def files_dir(self) -> Path:
         """The local backend's folder: ``files.local_dir``, else under the queue's data folder."""
         return self.files.local_dir or self.redis.data_dir / "files"
+
+    def served_models(self) -> list[str]:
+        """The models this deployment serves: those its pools run (a catalogue model no pool
+        runs is not listed in ``/v1/models`` and does not hold back ``/readyz``)."""
+        return sorted({self.pool_model(name) for name in self.pools})

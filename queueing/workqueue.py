@@ -290,25 +290,7 @@ class WorkQueue:
 
     async def renew(self, jobs: Sequence[ClaimedJob]) -> tuple[set[str], set[str]]:
         """Renew leases; returns the ids this worker lost and those asked to cancel."""
-        by_partition: dict[int, list[ClaimedJob]] = defaultdict(list)
-        for job in jobs:
-            by_partition[job.partition].append(job)
-        groups = list(by_partition.values())
-        calls = [
-            Renew(
-                jobs=[k for j in group for k in (j.stream, keys.job(j.id))],
-                consumer=self.consumer,
-                entries=[j.entry for j in group],
-            )
-            for group in groups
-        ]
-        lost: set[str] = set()
-        cancelled: set[str] = set()
-        for group, reply in zip(groups, await fcall_many(self.client, calls), strict=True):
-            gone, asked = _checked(reply)
-            lost |= {group[int(i)].id for i in gone}
-            cancelled |= {group[int(i)].id for i in asked}
-        return lost, cancelled
+        return await renew_leases(self.client, self.consumer, jobs)
 
     async def emit(self, job: ClaimedJob, events: Sequence[tuple[str, str]]) -> EmitOutcome:
         """Append events to the job's stream while this worker still owns it."""
@@ -407,3 +389,29 @@ class WorkQueue:
         for reply in replies:
             if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
                 raise ServerError(f"cannot create the queues: {reply}")
+
+
+async def renew_leases(
+    client: Client, consumer: str, jobs: Sequence[ClaimedJob]
+) -> tuple[set[str], set[str]]:
+    """Renew ``consumer``'s leases on ``jobs`` (one call per partition, each on its slot);
+    returns the ids it lost and those asked to cancel."""
+    by_partition: dict[int, list[ClaimedJob]] = defaultdict(list)
+    for job in jobs:
+        by_partition[job.partition].append(job)
+    groups = list(by_partition.values())
+    calls = [
+        Renew(
+            jobs=[k for j in group for k in (j.stream, keys.job(j.id))],
+            consumer=consumer,
+            entries=[j.entry for j in group],
+        )
+        for group in groups
+    ]
+    lost: set[str] = set()
+    cancelled: set[str] = set()
+    for group, reply in zip(groups, await fcall_many(client, calls), strict=True):
+        gone, asked = _checked(reply)
+        lost |= {group[int(i)].id for i in gone}
+        cancelled |= {group[int(i)].id for i in asked}
+    return lost, cancelled

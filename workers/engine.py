@@ -20,6 +20,8 @@ class EngineRequest:
     priority: int = 0
     # False: one delta with the whole text when the request ends (cheaper for the engine).
     deltas: bool = True
+    # The prepared images (JPEG or PNG bytes), in the order of their placeholders in ``prompt``.
+    images: tuple[bytes, ...] = ()
 
 
 @dataclass

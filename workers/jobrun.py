@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from queueing.errors import ServerError
+from queueing.images import ImageMissing, PreparedImages, is_reference
 from queueing.schemas import JobRecord, JobResult, JobStatus, TokenLogprob, Usage
 from queueing.settings import WorkerSettings
 from queueing.workqueue import ClaimedJob, EmitOutcome, WorkQueue
@@ -88,8 +89,10 @@ class JobRunner:
         progress: Progress,
         on_outcome: Callable[[str], None] | None = None,
         on_engine_done: Callable[[], None] | None = None,
+        images: PreparedImages | None = None,
     ) -> None:
         self.queue = queue
+        self.images = images
         self.engine = engine
         self.settings = settings
         self.progress = progress
@@ -133,6 +136,8 @@ class JobRunner:
             raise
         except EngineError as exc:
             await self._engine_failed(run, exc)
+        except ImageMissing as exc:
+            await self._complete(run, JobStatus.FAILED, error=str(exc))
         except ServerError as exc:
             log.warning("job %s: queue server error (%s); giving it back", job.id, exc)
             await self.give_back(run, f"worker lost the queue server: {exc}")
@@ -148,6 +153,7 @@ class JobRunner:
             params=record.params,
             priority=engine_priority(record),
             deltas=record.stream_tokens,
+            images=await self._images(record),
         )
         coalescer = TokenCoalescer(
             lambda text, logprobs: self._send(run, text, logprobs),
@@ -165,6 +171,14 @@ class JobRunner:
                 await coalescer.flush()
         finally:
             await coalescer.aclose()
+
+    async def _images(self, record: JobRecord) -> tuple[bytes, ...]:
+        """The job's prepared images (the preprocess tier stored them in its partition)."""
+        if not record.images:
+            return ()
+        if self.images is None or not all(map(is_reference, record.images)):
+            raise ImageMissing("the job's images were not prepared (no preprocess tier ran)")
+        return tuple(await self.images.read(record.id, record.images))
 
     async def _send(self, run: JobRun, text: str, logprobs: list[TokenLogprob]) -> None:
         if run.lost or run.cancelled:

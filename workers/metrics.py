@@ -74,40 +74,16 @@ class _Live:
         yield steps
 
 
-class WorkerMetrics:
-    """Gauges read from the worker at scrape time, and job outcome counts it reports.
+class MetricsEndpoint:
+    """A registry of its own, served over HTTP from a thread: :meth:`start` serves
+    ``/metrics`` (port 0 picks a free one); :meth:`stop` shuts it down."""
 
-    :meth:`start` serves ``/metrics`` (port 0 picks a free one); :meth:`stop` shuts it down.
-    """
-
-    def __init__(
-        self,
-        model: str,
-        progress: Progress,
-        load: Callable[[], Load],
-        unit_budget: float,
-        steps: StepClock,
-        stalled: Callable[[], bool],
-    ) -> None:
+    def __init__(self) -> None:
         # No ``_created`` series beside every counter (a process-wide switch).
         disable_created_metrics()  # type: ignore[no-untyped-call]
-        self.model = model
         self.registry = CollectorRegistry()
-        self.registry.register(_Live(model, progress, load, unit_budget, steps, stalled))
-        self.jobs = Counter(
-            "inferq_worker_jobs_finished",
-            "Jobs that left this worker, by outcome",
-            ["model", "outcome"],
-            registry=self.registry,
-        )
-        for outcome in OUTCOMES:
-            self.jobs.labels(model=model, outcome=outcome)
         self.url: str | None = None
         self._server: WSGIServer | None = None
-
-    def job_finished(self, outcome: str) -> None:
-        """Count one job that ended as ``outcome`` (one of :data:`OUTCOMES`)."""
-        self.jobs.labels(model=self.model, outcome=outcome).inc()
 
     def start(self, host: str, port: int) -> str:
         """Serve the metrics on ``host:port`` from a thread; returns the ``/metrics`` URL."""
@@ -128,3 +104,32 @@ class WorkerMetrics:
             server.socket.shutdown(socket.SHUT_RDWR)
         stopping.join()
         server.server_close()
+
+
+class WorkerMetrics(MetricsEndpoint):
+    """Gauges read from the worker at scrape time, and job outcome counts it reports."""
+
+    def __init__(
+        self,
+        model: str,
+        progress: Progress,
+        load: Callable[[], Load],
+        unit_budget: float,
+        steps: StepClock,
+        stalled: Callable[[], bool],
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.registry.register(_Live(model, progress, load, unit_budget, steps, stalled))
+        self.jobs = Counter(
+            "inferq_worker_jobs_finished",
+            "Jobs that left this worker, by outcome",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
+        for outcome in OUTCOMES:
+            self.jobs.labels(model=model, outcome=outcome)
+
+    def job_finished(self, outcome: str) -> None:
+        """Count one job that ended as ``outcome`` (one of :data:`OUTCOMES`)."""
+        self.jobs.labels(model=self.model, outcome=outcome).inc()

@@ -8,12 +8,13 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Header, Path, Response
 
-from api.deps import AdmissionDep, MetricsDep, StoreDep, TenantDep
+from api.deps import AdmissionDep, FilesDep, MetricsDep, SettingsDep, StoreDep, TenantDep
+from api.images import check_request_images
 from api.unicode import check_unicode
 from queueing.errors import InvalidRequest
 from queueing.jobstore import JobStore
-from queueing.schemas import JobCreate, JobPublic, JobStatus
-from queueing.serving import WAITING, live_workers
+from queueing.schemas import JobCreate, JobPublic, JobRecord, JobStatus
+from queueing.serving import PREPARING, WAITING, live_workers, preparing
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -31,10 +32,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _explained(job: JobPublic, store: JobStore) -> JobPublic:
-    """``job``, saying so when it is queued while no worker serves its model."""
-    if job.status is JobStatus.QUEUED and not (await live_workers(store.client))[job.model]:
-        job.status_detail = WAITING
+async def _explained(record: JobRecord, store: JobStore) -> JobPublic:
+    """The owner's view of ``record``, saying why it is queued: its images are being prepared,
+    or no worker serves its model."""
+    job = record.public()
+    if job.status is JobStatus.QUEUED:
+        if preparing(record):
+            job.status_detail = PREPARING
+        elif not (await live_workers(store.client))[job.model]:
+            job.status_detail = WAITING
     return job
 
 
@@ -60,6 +66,8 @@ async def create_job(
     store: StoreDep,
     admission: AdmissionDep,
     metrics: MetricsDep,
+    settings: SettingsDep,
+    files: FilesDep,
     idempotency_header: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
@@ -67,7 +75,9 @@ async def create_job(
     """Queue a job; 202 once it is durable, 200 with the original job on a replayed key."""
     check_unicode(body)
     key = _idempotency_key(body, idempotency_header)
-    model = admission.spec(body.model).name
+    spec = admission.spec(body.model)
+    await check_request_images(body.messages, spec, settings.preprocess, files, tenant)
+    model = spec.name
     partition = store.place(model, tenant, key)
     share = await store.output_share(model, tenant)
     admit = partial(
@@ -88,15 +98,15 @@ async def create_job(
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     if job_id != record.id:
         response.status_code = 200
-        return await _explained((await store.get(job_id, tenant)).public(), store)
+        return await _explained(await store.get(job_id, tenant), store)
     metrics.submitted.labels(model=record.model, job_class=record.job_class.value).inc()
-    return await _explained(record.public(), store)
+    return await _explained(record, store)
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=_ERRORS)
 async def get_job(job_id: JobId, tenant: TenantDep, store: StoreDep) -> JobPublic:
     """The job's status (with ``status_detail`` while it waits for a worker) and its result."""
-    return await _explained((await store.get(job_id, tenant)).public(), store)
+    return await _explained(await store.get(job_id, tenant), store)
 
 
 @router.delete("/{job_id}", response_model=JobPublic, responses=_ERRORS)

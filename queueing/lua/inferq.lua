@@ -38,6 +38,13 @@ local function count_queued(units_key, qfield, units, jobs)
   redis.call('HINCRBY', units_key, JOBS_OF .. qfield, jobs)
 end
 
+-- Add `units` and `jobs` to the partition's preprocess counters (jobs with images waiting for
+-- or in preparation: they become queued units of the model at the hand-off).
+local function count_pre(units_key, units, jobs)
+  redis.call('HINCRBYFLOAT', units_key, PRE_UNITS, units)
+  redis.call('HINCRBY', units_key, PRE_JOBS, jobs)
+end
+
 -- Finish an in-flight job of `units` units: status, fields, final events, ack, counters,
 -- retention, notification. fields: flat field/value list; events: flat kind/data list.
 local function finish(job, ev, queue, units_key, entry_id, units, status, now, ttl, fields,
@@ -350,12 +357,17 @@ end
 local function cancel(keys, args)
   local k, a = K.iq_cancel, A.iq_cancel
   local job, ev = keys[k.job], keys[k.events]
-  local cur = redis.call('HMGET', job, 'status', 'entry', 'estimated_units', 'job_class', 'band')
+  local cur = redis.call('HMGET', job, 'status', 'entry', 'estimated_units', 'job_class', 'band',
+    'stage')
   local status = cur[1]
   if not status then return false end
   if status == S_QUEUED then
     redis.call('XDEL', keys[k.queue], cur[2])
-    count_queued(keys[k.units], cur[4] .. ':' .. cur[5], -tonumber(cur[3]), -1)
+    if cur[6] == 'pre' then  -- waiting for (or in) the preprocess tier
+      count_pre(keys[k.units], -tonumber(cur[3]), -1)
+    else
+      count_queued(keys[k.units], cur[4] .. ':' .. cur[5], -tonumber(cur[3]), -1)
+    end
     redis.call('HINCRBY', keys[k.units], S_CANCELLED, 1)
     redis.call('HSET', job, 'status', S_CANCELLED, 'finished_at', args[a.now],
       'error', 'cancelled before it ran')
@@ -428,6 +440,154 @@ local function lease(keys, args)
   return 1
 end
 
+-- The preprocess tier. A job with images is stored with `stage` 'pre' and waits in its
+-- partition's preprocess stream (status queued, counted under the pre_ counters) until a
+-- preprocess worker holds it (`worker`, deliveries in `pre_attempts`) and hands it on.
+
+-- As enqueue, into the preprocess stream; the partition's ceiling counts its queued units and
+-- those waiting for preparation.
+local function prequeue(keys, args)
+  local k, a = K.iq_prequeue, A.iq_prequeue
+  local idem, units_key, cost = keys[k.tail], keys[k.units], tonumber(args[a.cost])
+  if idem then
+    local existing = redis.call('GET', idem)
+    if existing then return {0, existing} end
+  end
+  if redis.call('EXISTS', keys[k.job]) == 1 then return {0, args[a.job_id]} end
+  local held = redis.call('HMGET', units_key, QUEUED, PRE_UNITS)
+  local queued = tonumber(held[1] or '0') + tonumber(held[2] or '0')
+  if queued > 0.0001 and queued + cost > tonumber(args[a.ceiling]) then
+    return {-1, tostring(queued)}
+  end
+  ensure_group(keys[k.queue])
+  local entry_id = redis.call('XADD', keys[k.queue], '*', 'job', args[a.job_id], 'units', args[a.cost])
+  redis.call('HSET', keys[k.job], 'entry', entry_id, 'stage', 'pre', unpack(args, a.tail))
+  event(keys[k.events], 'status', status_event(S_QUEUED))
+  count_pre(units_key, cost, 1)
+  redis.call('HINCRBY', units_key, ARRIVALS, 1)
+  redis.call('HINCRBYFLOAT', units_key, ARRIVED_UNITS, cost)
+  notify(keys[k.wake], args[a.model])
+  if idem then redis.call('SET', idem, args[a.job_id], 'EX', tonumber(args[a.idem_ttl])) end
+  return {1, args[a.job_id]}
+end
+
+-- Deliver up to `max_count` undelivered entries of one partition's preprocess streams, in
+-- the order of the keys (class order); returns picked triples as pick does.
+local function pre_pick(keys, args)
+  local k, a = K.iq_pre_pick, A.iq_pre_pick
+  local left, picked = tonumber(args[a.max_count]), {}
+  for i = k.tail, #keys do
+    if left <= 0 then break end
+    if redis.call('EXISTS', keys[i]) == 1 then
+      local res = redis.call('XREADGROUP', 'GROUP', GROUP, args[a.consumer], 'COUNT', left,
+        'STREAMS', keys[i], '>')
+      for _, entry in ipairs(res and res[1][2] or {}) do
+        local id, f, job_id = entry[1], entry[2], nil
+        for j = 1, #f, 2 do if f[j] == 'job' then job_id = f[j + 1] end end
+        if job_id then
+          table.insert(picked, i - k.tail)
+          table.insert(picked, id)
+          table.insert(picked, job_id)
+          left = left - 1
+        else
+          ack(keys[i], id)
+        end
+      end
+    end
+  end
+  return picked
+end
+
+-- A held preprocess job fails with `reason`: it never reached its model queue.
+local function fail_pre(job, ev, queue, units_key, entry_id, units, now, ttl, reason, channel,
+                        job_id)
+  redis.call('HSET', job, 'status', S_FAILED, 'finished_at', now, 'error', reason)
+  redis.call('HDEL', job, 'stage')
+  ack(queue, entry_id)
+  count_pre(units_key, -units, -1)
+  redis.call('HINCRBY', units_key, S_FAILED, 1)
+  event(ev, 'error', cjson.encode({message = reason}))
+  event(ev, 'status', status_event(S_FAILED))
+  redis.call('EXPIRE', job, ttl)
+  redis.call('EXPIRE', ev, ttl)
+  notify(channel, job_id)
+end
+
+-- Hold delivered preprocess entries: drop those no longer waiting for preparation (cancelled,
+-- finished, handed on), dead-letter those delivered too often. Returns the held jobs' hashes.
+local function pre_take(keys, args)
+  local k, a = K.iq_pre_take, A.iq_pre_take
+  local units_key, channel, consumer = keys[k.units], keys[k.channel], args[a.consumer]
+  local now, ttl, max_deliveries = args[a.now], tonumber(args[a.ttl]), tonumber(args[a.max_deliveries])
+  local taken = {}
+  for i = 0, (#keys - k.tail + 1) / 3 - 1 do
+    local queue, job, ev = keys[k.tail + 3 * i], keys[k.tail + 3 * i + 1], keys[k.tail + 3 * i + 2]
+    local entry_id, job_id = args[a.tail + 2 * i], args[a.tail + 2 * i + 1]
+    local cur = redis.call('HMGET', job, 'status', 'stage', 'estimated_units')
+    if cur[1] ~= S_QUEUED or cur[2] ~= 'pre' then
+      ack(queue, entry_id)
+    else
+      local attempts = redis.call('HINCRBY', job, 'pre_attempts', 1)
+      if attempts > max_deliveries then
+        local reason = 'dead-lettered: delivered ' .. (attempts - 1) .. ' times to the ' ..
+          'preprocess tier without finishing (its workers crashed or lost their lease)'
+        redis.call('XADD', keys[k.dead], 'MAXLEN', '~', 100000, '*', 'job', job_id,
+          'queue', queue, 'attempts', attempts - 1, 'reason', reason)
+        fail_pre(job, ev, queue, units_key, entry_id, tonumber(cur[3] or '0'), now, ttl, reason,
+          channel, job_id)
+      else
+        redis.call('HSET', job, 'worker', consumer)
+        table.insert(taken, redis.call('HGETALL', job))
+      end
+    end
+  end
+  return taken
+end
+
+-- Returns 1 when failed, 0 when no longer held for preparation (no-op), -1 when not ours.
+local function pre_fail(keys, args)
+  local k, a = K.iq_pre_fail, A.iq_pre_fail
+  local job = keys[k.job]
+  local cur = redis.call('HMGET', job, 'status', 'stage', 'worker', 'estimated_units')
+  if cur[1] ~= S_QUEUED or cur[2] ~= 'pre' then
+    ack(keys[k.queue], args[a.entry])
+    return 0
+  end
+  if cur[3] ~= args[a.consumer] then return -1 end
+  fail_pre(job, keys[k.events], keys[k.queue], keys[k.units], args[a.entry],
+    tonumber(cur[4] or '0'), args[a.now], tonumber(args[a.ttl]), args[a.reason], keys[k.channel],
+    args[a.job_id])
+  return 1
+end
+
+-- The hand-off: ack the preprocess entry, rewrite the job (prepared images, units, band,
+-- prompt tokens), queue it for its model with the counters moved, renew the prepared images'
+-- TTL, wake the model's workers. Returns 1, 0 when no longer held for preparation (cancelled
+-- or already handed on: a no-op), -1 when another worker holds it.
+local function handoff(keys, args)
+  local k, a = K.iq_handoff, A.iq_handoff
+  local job, pre, units_key = keys[k.job], keys[k.pre], keys[k.units]
+  local cur = redis.call('HMGET', job, 'status', 'stage', 'worker', 'estimated_units')
+  if cur[1] ~= S_QUEUED or cur[2] ~= 'pre' then
+    ack(pre, args[a.entry])
+    return 0
+  end
+  if cur[3] ~= args[a.consumer] then return -1 end
+  local before, cost = tonumber(cur[4] or '0'), tonumber(args[a.cost])
+  ack(pre, args[a.entry])
+  count_pre(units_key, -before, -1)
+  redis.call('HINCRBYFLOAT', units_key, ARRIVED_UNITS, cost - before)
+  ensure_group(keys[k.queue])
+  local entry_id = redis.call('XADD', keys[k.queue], '*', 'job', args[a.job_id], 'units', args[a.cost])
+  redis.call('HSET', job, 'stream', keys[k.queue], 'entry', entry_id, 'worker', '',
+    unpack(args, a.tail))
+  redis.call('HDEL', job, 'stage', 'pre_attempts')
+  count_queued(units_key, args[a.qfield], cost, 1)
+  for i = k.tail, #keys do redis.call('EXPIRE', keys[i], tonumber(args[a.ttl])) end
+  notify(keys[k.wake], args[a.qfield])
+  return 1
+end
+
 redis.register_function('iq_enqueue', enqueue)
 redis.register_function('iq_pick', pick)
 redis.register_function('iq_reclaim', reclaim)
@@ -440,3 +600,8 @@ redis.register_function('iq_cancel', cancel)
 redis.register_function('iq_batch_record', batch_record)
 redis.register_function('iq_batch_move', batch_move)
 redis.register_function('iq_lease', lease)
+redis.register_function('iq_prequeue', prequeue)
+redis.register_function('iq_pre_pick', pre_pick)
+redis.register_function('iq_pre_take', pre_take)
+redis.register_function('iq_pre_fail', pre_fail)
+redis.register_function('iq_handoff', handoff)

@@ -173,3 +173,23 @@ async def test_jobs_take_the_openai_sampling_fields(
     }
     bad = await client.post("/v1/jobs", json={**CHAT, "params": {"presence_penalty": 3}})
     assert bad.status_code == 422 and bad.json()["error"]["param"] == "params.presence_penalty"
+
+
+async def test_a_job_waiting_for_its_images_says_so_and_cancels(
+    client: httpx.AsyncClient, redis_client: aioredis.Redis, spec: ModelSpec
+) -> None:
+    store = JobStore(redis_client, QueueSettings(partitions=PARTITIONS))
+    job = (await client.post("/v1/jobs", json=CHAT)).json()
+    text = await store.get(job["id"], "local")
+    with_image = text.model_copy(
+        update={"id": keys.new_job_id(1), "images": ["data:image/png;base64,AAAA"]}
+    )
+    await store.enqueue(with_image)  # as the API queues a chat with an image part
+    polled = (await client.get(f"/v1/jobs/{with_image.id}")).json()
+    assert polled["status"] == "queued" and polled["status_detail"] == "preparing images"
+    assert (await store.unit_counters(spec))["pre_jobs"] == 1
+    cancelled = await client.delete(f"/v1/jobs/{with_image.id}")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    counters = await store.unit_counters(spec)
+    assert counters["pre_jobs"] == 0 and counters["pre_units"] == 0
+    assert counters["queued"] == text.estimated_units  # the text job is still queued

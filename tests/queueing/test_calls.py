@@ -13,7 +13,10 @@ from queueing.batches import Batches, BatchStatus, Outcome
 from queueing.calls import CALLS, Call, prelude
 from queueing.catalogue import ModelSpec
 from queueing.connection import Client
+from queueing.cost import estimate
+from queueing.images import reference
 from queueing.jobstore import JobStore
+from queueing.prequeue import PreQueue
 from queueing.schemas import JobResult, JobStatus
 from queueing.settings import QueueSettings
 from queueing.workqueue import WorkQueue
@@ -59,6 +62,13 @@ async def test_every_call_of_a_job_lifecycle_stays_in_one_slot(
     await batches.move(batch_id, {BatchStatus.VALIDATING}, BatchStatus.FAILED, failed_at=1)
     await batches.record(batch_id, [Outcome(0, "out", "{}")])
     await batches.lease(batch_id, "token", 1_000)
+    pre = PreQueue(redis_client, [SPEC.name], "p", queue_settings)
+    for job in [record().model_copy(update={"images": ["data:,x"]}) for _ in range(2)]:
+        await store.enqueue(job)
+    prepared = await pre.claim(2)
+    cost = estimate(SPEC, prompt_tokens=5, max_tokens=5)
+    await pre.handoff(prepared[0], SPEC, [reference("d" * 64)], ["d" * 64], 5, cost)
+    await pre.fail(prepared[1], "bad image")
     functions = {call.function for call in sent}
     assert functions == {cls.function for cls in CALLS}
     for call in sent:

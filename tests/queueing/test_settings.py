@@ -67,6 +67,21 @@ def test_preprocess_limits_from_the_environment(monkeypatch: pytest.MonkeyPatch)
         Settings()
 
 
+def test_image_fetch_allowlist_matches_names_and_subdomains(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INFERQ_PREPROCESS__FETCH__ENABLED", "true")
+    monkeypatch.setenv(
+        "INFERQ_PREPROCESS__FETCH__ALLOW_HOSTS", '["images.example.com", "*.cdn.net"]'
+    )
+    monkeypatch.setenv("INFERQ_PREPROCESS__FETCH__ALLOW_ADDRESSES", '["10.0.0.0/8"]')
+    fetch = Settings().preprocess.fetch
+    assert fetch.enabled and str(fetch.allow_addresses[0]) == "10.0.0.0/8"
+    assert fetch.allows_host("Images.Example.COM.") and fetch.allows_host("a.b.cdn.net")
+    assert not fetch.allows_host("cdn.net") and not fetch.allows_host("evil-cdn.net")
+    assert not fetch.allows_host("example.com")
+
+
 def test_tenant_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFERQ_TENANTS__KEY_SECRET", "s3cret")
     monkeypatch.setenv("INFERQ_TENANTS__ADMIN_KEY", "adm")

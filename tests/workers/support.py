@@ -15,16 +15,19 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from preprocess.pool import process_pool
 from queueing import keys
-from queueing.catalogue import ModelSpec
+from queueing.catalogue import Catalogue, ModelSpec
 from queueing.connection import connect
+from queueing.images import PreparedImages
 from queueing.jobstore import JobStore
 from queueing.keys import JobClass
 from queueing.schemas import JobRecord, JobStatus, SamplingParams
-from queueing.settings import QueueSettings, WorkerSettings
+from queueing.settings import QueueSettings, Settings, WorkerSettings
 from tests.conftest import PARTITIONS
 from workers.engine import Engine
 from workers.loop import Worker
+from workers.preprocess_worker import PreprocessWorker
 
 SPEC = ModelSpec(name="m", path=Path("."), context_length=4096, prompt_weight=1, output_weight=1)
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,8 +124,9 @@ async def worker_on(
     worker_settings: WorkerSettings,
     **options: Any,
 ) -> AsyncIterator[Worker]:
-    """A :class:`Worker` on a client of its own, closed on exit."""
+    """A :class:`Worker` on a client of its own (and one for prepared images), closed on exit."""
     client = await connect(url)
+    images = await connect(url, decode_responses=False, load_library=False)
     try:
         yield Worker(
             client,
@@ -130,9 +134,11 @@ async def worker_on(
             engine,
             queue_settings=queue_settings,
             worker_settings=worker_settings,
+            images=PreparedImages(images, queue_settings.result_ttl_s),
             **options,
         )
     finally:
+        await images.aclose()
         await client.aclose()
 
 
@@ -182,3 +188,25 @@ async def running_on(redis_client: aioredis.Redis, job_id: str, consumer: str) -
     """True when the job runs on worker ``consumer``."""
     status, worker = await redis_client.hmget(keys.job(job_id), "status", "worker")
     return bool(status == JobStatus.RUNNING and worker == consumer)
+
+
+@contextlib.asynccontextmanager
+async def running_preprocess(
+    url: str, settings: Settings, catalogue: Catalogue, slots: int = 2
+) -> AsyncIterator[PreprocessWorker]:
+    """A preprocess worker (a pool of ``settings.preprocess.processes``, one by default)
+    running in this loop on clients of its own; stopped on exit."""
+    client = await connect(url)
+    images = await connect(url, decode_responses=False, load_library=False)
+    try:
+        with process_pool(settings.preprocess.processes or 1) as pool:
+            worker = PreprocessWorker(client, images, settings, catalogue, pool, slots)
+            task = asyncio.create_task(worker.run())
+            try:
+                yield worker
+            finally:
+                worker.stop()
+                await asyncio.wait_for(task, 10)
+    finally:
+        await images.aclose()
+        await client.aclose()

@@ -52,6 +52,7 @@ class ScriptedEngine:
         self.started: list[str] = []
         self.aborted: list[str] = []
         self.finished: list[str] = []
+        self.images: dict[str, list[bytes]] = {}  # the images each request came with
         self.peak_running = 0
         self._aborts: dict[str, asyncio.Event] = {}
         self._failures: Counter[str] = Counter()
@@ -129,6 +130,7 @@ class ScriptedEngine:
         self._prefilling[rid] = prompt_tokens
         self._steps.work_arrived()
         self.started.append(rid)
+        self.images[rid] = list(request.images)
         self.peak_running = max(self.peak_running, len(self._aborts))
         try:
             for i, piece in enumerate(pieces):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from queueing.catalogue import ModelSpec
 from queueing.settings import EngineSettings
@@ -103,7 +106,7 @@ class VllmEngine:
         self._steps.work_arrived()
         try:
             async for out in self._engine.generate(
-                request.prompt, sampling, request.request_id, priority=request.priority
+                _prompt(request), sampling, request.request_id, priority=request.priority
             ):
                 piece = out.outputs[0]
                 completion_tokens += len(piece.token_ids)
@@ -130,3 +133,11 @@ class VllmEngine:
     def shutdown(self) -> None:
         """Stop the engine's processes."""
         self._engine.shutdown()
+
+
+def _prompt(request: EngineRequest) -> str | dict[str, Any]:
+    """The prompt as vLLM takes it: with its images (decoded) as multi-modal data."""
+    if not request.images:
+        return request.prompt
+    images = [Image.open(io.BytesIO(data)).convert("RGB") for data in request.images]
+    return {"prompt": request.prompt, "multi_modal_data": {"image": images}}
