@@ -379,6 +379,9 @@ class PreTake(Call):
     ttl: int = arg()
     max_deliveries: int = arg()
     entries: Sequence[str] = arg_tail()  # entry id, job id per delivered entry
+    usage: str = key()  # the partition's usage bucket and totals (a failure is metered)
+    usage_total: str = key()
+    usage_ttl: int = arg()
 
 
 @dataclass(frozen=True)
@@ -397,6 +400,9 @@ class PreFail(Call):
     now: float = arg()
     ttl: int = arg()
     reason: str = arg()
+    usage: str = key()  # the partition's usage bucket and totals (a failure is metered)
+    usage_total: str = key()
+    usage_ttl: int = arg()
 
 
 @dataclass(frozen=True)

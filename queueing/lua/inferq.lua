@@ -550,6 +550,7 @@ local function pre_take(keys, args)
           'queue', queue, 'attempts', attempts - 1, 'reason', reason)
         fail_pre(job, ev, queue, units_key, entry_id, tonumber(cur[3] or '0'), now, ttl, reason,
           channel, job_id)
+        meter(keys[k.usage], keys[k.usage_total], args[a.usage_ttl], job, S_FAILED, 0)
       else
         redis.call('HSET', job, 'worker', consumer)
         table.insert(taken, redis.call('HGETALL', job))
@@ -572,6 +573,7 @@ local function pre_fail(keys, args)
   fail_pre(job, keys[k.events], keys[k.queue], keys[k.units], args[a.entry],
     tonumber(cur[4] or '0'), args[a.now], tonumber(args[a.ttl]), args[a.reason], keys[k.channel],
     args[a.job_id])
+  meter(keys[k.usage], keys[k.usage_total], args[a.usage_ttl], job, S_FAILED, 0)
   return 1
 end
 
