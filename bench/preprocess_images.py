@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import random
+import struct
+import zlib
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -67,6 +69,20 @@ def samples(large_jpeg: int, large_png: int, small: int, seed: int = 1) -> list[
         fmt = "JPEG" if i % 2 == 0 else "PNG"
         out.append(Sample(f"small-{i}.{fmt.lower()}", encode(photo(640, 480, seed + 200 + i), fmt)))
     return out
+
+
+def tagged(data: bytes, tag: str) -> bytes:
+    """``data`` (a JPEG or PNG) with ``tag`` in a comment (JPEG COM segment, PNG tEXt chunk):
+    other bytes, so another content hash, and the same pixels and decoding work."""
+    text = tag.encode()
+    if data.startswith(b"\xff\xd8"):
+        return data[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + data[2:]
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        after_header = 8 + 8 + struct.unpack(">I", data[8:12])[0] + 4  # IHDR comes first
+        body = b"tEXt" + b"Comment\0" + text
+        chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+        return data[:after_header] + chunk + data[after_header:]
+    raise ValueError("not a JPEG or PNG")
 
 
 def _colour(rng: random.Random) -> tuple[int, int, int]:
