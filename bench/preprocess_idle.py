@@ -84,6 +84,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--tokens", type=int, default=64, help="output tokens per chat")
     p.add_argument("--token-ms", type=float, default=20.0, help="scripted engine ms per token")
     p.add_argument("--worker-python", type=Path, help="the LLM workers' interpreter")
+    p.add_argument("--tier-processes", type=int, help="the tier's pool (default: usable CPUs)")
     p.add_argument("--logs", type=Path, help="keep the processes' logs here")
     return p.parse_args()
 
@@ -200,6 +201,8 @@ def processes(
 ) -> Iterator[Watch]:
     """The preprocess worker and one LLM worker per side, started and watched."""
     env = _env({"INFERQ_REDIS__URL": url, "INFERQ_CATALOGUE": str(catalogue)})
+    if args.tier_processes:
+        env["INFERQ_PREPROCESS__PROCESSES"] = str(args.tier_processes)
     pre = preprocess_python(Settings())
     argvs = {"inferq preprocess": [str(pre), "-m", "inferq", "preprocess"]}
     for side in SIDES:
@@ -304,6 +307,7 @@ def measure(args: argparse.Namespace, logs: Path, data: Path) -> dict[str, Any]:
         "chats": chats,
         "trials": trials,
         "slots": args.slots,
+        "tier_processes": args.tier_processes or usable_cpus(),
         "tokens": args.tokens,
         "token_ms": args.token_ms,
         "mix": "3 in 4 chats a 12 MP JPEG (~1.6 MB), 1 in 4 a 640x480 JPEG or PNG",
