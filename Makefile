@@ -65,6 +65,7 @@ bench: setup
 	$(PY) bench/queue.py
 	$(PY) bench/pipeline.py
 	$(PRE_VENV)/bin/python bench/preprocess.py
+	$(PY) bench/preprocess_idle.py
 
 clean:
 	rm -rf $(VENV) $(PRE_VENV) .inferq .mypy_cache .ruff_cache .pytest_cache
