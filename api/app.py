@@ -20,6 +20,7 @@ from queueing.admission import Admission
 from queueing.batches import Batches
 from queueing.catalogue import Catalogue
 from queueing.connection import connect
+from queueing.fallback import FallbackRouter
 from queueing.files import Files
 from queueing.filestore import open_storage
 from queueing.jobstore import JobStore
@@ -78,6 +79,9 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             app.state.batches = Batches(client)
             app.state.files = Files(client, open_storage(settings), settings.files)
             app.state.metrics = Metrics(CollectorRegistry())
+            app.state.fallback = FallbackRouter(
+                client, catalogue, settings.queue, settings.fallback
+            )
             async with api_presence(
                 client, advertised_url(settings.api.host, settings.api.port)
             ).kept():

@@ -14,6 +14,7 @@ from api.metrics import Metrics
 from queueing.admission import Admission
 from queueing.batches import Batches
 from queueing.catalogue import Catalogue
+from queueing.fallback import FallbackRouter
 from queueing.files import Files
 from queueing.jobstore import JobStore
 from queueing.settings import Settings
@@ -98,3 +99,12 @@ def get_tenant(
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+def get_fallback(request: Request) -> FallbackRouter:
+    """The app's fallback router (where new interactive jobs go)."""
+    router: FallbackRouter = request.app.state.fallback
+    return router
+
+
+FallbackDep = Annotated[FallbackRouter, Depends(get_fallback)]

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Header, Path, Response
 
-from api.deps import AdmissionDep, MetricsDep, StoreDep, TenantDep
+from api.deps import AdmissionDep, FallbackDep, MetricsDep, StoreDep, TenantDep
 from api.unicode import check_unicode
 from queueing.errors import InvalidRequest
 from queueing.jobstore import JobStore
@@ -60,6 +60,7 @@ async def create_job(
     store: StoreDep,
     admission: AdmissionDep,
     metrics: MetricsDep,
+    fallback: FallbackDep,
     idempotency_header: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
@@ -67,14 +68,15 @@ async def create_job(
     """Queue a job; 202 once it is durable, 200 with the original job on a replayed key."""
     check_unicode(body)
     key = _idempotency_key(body, idempotency_header)
-    model = admission.spec(body.model).name
+    route = await fallback.route(admission.spec(body.model).name, body.job_class)
+    model = route.model
     partition = store.place(model, tenant, key)
     share = await store.output_share(model, tenant)
     admit = partial(
         admission.admit,
         tenant=tenant,
         partition=partition,
-        model=body.model,
+        model=model,
         prompt=body.prompt,
         messages=body.messages,
         params=body.params,
@@ -84,6 +86,7 @@ async def create_job(
         stream_tokens=body.stream_tokens,
     )
     record = await anyio.to_thread.run_sync(admit)
+    record.fallback_from = route.fallback_from
     job_id = await store.enqueue(record, idempotency_key=key)
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     if job_id != record.id:

@@ -22,6 +22,7 @@ from sse_starlette import EventSourceResponse
 from api.deps import (
     AdmissionDep,
     CatalogueDep,
+    FallbackDep,
     HubDep,
     MetricsDep,
     SettingsDep,
@@ -91,6 +92,7 @@ class Caller:
     hub: HubDep
     settings: SettingsDep
     metrics: MetricsDep
+    fallback: FallbackDep
 
 
 CallerDep = Annotated[Caller, Depends(Caller)]
@@ -123,7 +125,10 @@ async def _complete(
     """Queue the request as an interactive job, then stream it or wait for its end."""
     body.check_fields()
     check_unicode(body)
-    spec = caller.admission.spec(body.model)
+    route = await caller.fallback.route(
+        caller.admission.spec(body.model).name, JobClass.INTERACTIVE
+    )
+    spec = caller.admission.spec(route.model)
     partition = caller.store.place(spec.name, caller.tenant)
     share = await caller.store.output_share(spec.name, caller.tenant)
     chat = body if isinstance(body, ChatCompletionRequest) else None
@@ -131,7 +136,7 @@ async def _complete(
         caller.admission.admit,
         tenant=caller.tenant,
         partition=partition,
-        model=body.model,
+        model=route.model,
         prompt=body.prompt if isinstance(body, CompletionRequest) else None,
         messages=chat.messages if chat else None,
         params=body.sampling(DEFAULT_MAX_TOKENS),
@@ -142,6 +147,7 @@ async def _complete(
         tools=chat.tool_dicts if chat else None,
     )
     record = await anyio.to_thread.run_sync(admit)
+    record.fallback_from = route.fallback_from
     await caller.store.enqueue(record)
     caller.metrics.submitted.labels(model=record.model, job_class=record.job_class.value).inc()
     head = Head.of(kind, record)
