@@ -48,7 +48,11 @@ def read_timed_trace(path: Path = TRACE) -> list[TimedRow]:
     """Every trace request with its arrival time, in seconds from the trace's first one."""
     with path.open() as f:
         rows = [
-            (datetime.fromisoformat(r["TIMESTAMP"]), int(r["ContextTokens"]), int(r["GeneratedTokens"]))
+            (
+                datetime.fromisoformat(r["TIMESTAMP"]),
+                int(r["ContextTokens"]),
+                int(r["GeneratedTokens"]),
+            )
             for r in csv.DictReader(f)
         ]
     start = rows[0][0]
@@ -161,7 +165,9 @@ class OpenRun:
 
     def figures(self) -> dict[str, float]:
         """TTFT and latency percentiles of the short and long requests, and tokens/s."""
-        out: dict[str, float] = {"tok_s": round(sum(d.tokens for d in self.done) / self.elapsed_s, 1)}
+        out: dict[str, float] = {
+            "tok_s": round(sum(d.tokens for d in self.done) / self.elapsed_s, 1)
+        }
         for kind in ("short", "long"):
             ttft = [d.ttft_s * 1000 for d in self.done if d.kind == kind]
             latency = [d.latency_s * 1000 for d in self.done if d.kind == kind]
