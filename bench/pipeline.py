@@ -29,6 +29,7 @@ if __name__ == "__main__":
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import subprocess
 import tempfile
@@ -74,7 +75,10 @@ def _args() -> argparse.Namespace:
 
 
 def _port(start: int) -> int:
-    return next(p for p in range(start, start + 500) if port_is_free("127.0.0.1", p))
+    """A free port from a random point past ``start`` (tests and other benches on this machine
+    take the first free ones from their own bases; 18200 is the test clusters')."""
+    first = start + random.randrange(0, 1500)
+    return next(p for p in range(first, first + 500) if port_is_free("127.0.0.1", p))
 
 
 def _mixed_figures(run: Run) -> dict[str, float]:
@@ -176,12 +180,12 @@ def main() -> None:
         print(f"(a) offline LLM.generate: {offline['tok_s']:.1f} tok/s ({runs})", flush=True)
         arrivals = _open_set(maker, scale, args, offline["tok_s"])
 
-        with vllm_server(config, _port(18100), tmpdir) as side:
+        with vllm_server(config, _port(21000), tmpdir) as side:
             serve = _http_side(side, work, mixed, warm, args.repeats, arrivals)
         print(f"(b) vllm serve: {serve}", flush=True)
 
         with inferq_stack(
-            _port(18200), _port(18300), args.unit_budget, tmpdir / "valkey", tmpdir
+            _port(23000), _port(25000), args.unit_budget, tmpdir / "valkey", tmpdir
         ) as side:
             inferq = _http_side(side, work, mixed, warm, args.repeats, arrivals)
         print(f"(c) inferq: {inferq}", flush=True)
