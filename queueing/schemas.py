@@ -255,6 +255,8 @@ class JobPublic(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
     # Why a queued job is not running yet, e.g. "waiting for a worker" (not stored).
     status_detail: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    # The model asked for, when the job went to that model's fallback (``model``) instead.
+    fallback_from: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class JobRecord(JobPublic):
