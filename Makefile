@@ -18,7 +18,7 @@ SIMD_CFLAGS := $(if $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && echo y),-
 .PHONY: setup run test lint pytest bench clean
 
 setup: $(STAMP) $(PRE_STAMP)
-	$(VENV)/bin/inferq model prepare
+	$(VENV)/bin/inferq model prepare --tiny-vlm
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)

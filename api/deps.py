@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.errors import Unauthorized
+from api.auth import Authenticator, Caller
 from api.events import EventHub
 from api.metrics import Metrics
 from queueing.admission import Admission
@@ -17,10 +16,9 @@ from queueing.catalogue import Catalogue
 from queueing.files import Files
 from queueing.jobstore import JobStore
 from queueing.settings import Settings
+from queueing.tenancy import TenantLimits
 
-LOCAL_TENANT = "local"
-
-_bearer = HTTPBearer(auto_error=False, description="An API key from INFERQ_API_KEYS")
+_bearer = HTTPBearer(auto_error=False, description="An API key (INFERQ_API_KEYS or a tenant's)")
 
 
 def get_settings(request: Request) -> Settings:
@@ -81,20 +79,27 @@ BatchesDep = Annotated[Batches, Depends(get_batches)]
 FilesDep = Annotated[Files, Depends(get_files)]
 
 
-def get_tenant(
-    settings: SettingsDep,
+async def get_caller(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
+) -> Caller:
+    """The caller behind the bearer key (see :mod:`api.auth` for the precedence)."""
+    auth: Authenticator = request.app.state.auth
+    return await auth.caller(credentials.credentials if credentials else None)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_tenant(caller: CallerDep) -> str:
     """The tenant owning the bearer key; every caller is ``local`` when no keys are set."""
-    if not settings.api_keys:
-        return LOCAL_TENANT
-    if credentials is None:
-        raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'")
-    token = credentials.credentials.encode()
-    for key, tenant in settings.api_keys.items():
-        if hmac.compare_digest(key.encode(), token):
-            return tenant
-    raise Unauthorized("Incorrect API key provided")
+    return caller.tenant
+
+
+async def get_tenant_limits(caller: CallerDep, settings: SettingsDep) -> TenantLimits:
+    """The caller's limits: its tenant's own, else the settings' defaults."""
+    return caller.limits or settings.tenants.default_limits
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
+LimitsDep = Annotated[TenantLimits, Depends(get_tenant_limits)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,18 @@ class Unauthorized(InferqError):
     status = 401
     code = "invalid_api_key"
     kind = "invalid_request_error"
+
+
+class Forbidden(InferqError):
+    """A known key that may not do this (a disabled tenant's, or not the admin key)."""
+
+    status = 403
+    code = "permission_denied"
+    kind = "invalid_request_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code or self.code
 
 
 class BodyTooLarge(InferqError):
@@ -56,8 +69,55 @@ def _location(loc: Sequence[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+# How pydantic names the member of a union an error was found in: ``str``, ``list[...]``.
+_MEMBER = re.compile(r"(str|int|float|bool|bytes|none|[a-z-]+\[.*\])")
+
+
+def _member_at(loc: Sequence[Any]) -> int | None:
+    return next(
+        (i for i, part in enumerate(loc) if isinstance(part, str) and _MEMBER.fullmatch(part)),
+        None,
+    )
+
+
+def _field_path(loc: Sequence[Any]) -> tuple[Any, ...]:
+    """``loc`` as the client wrote the field: union members and the tags of tagged unions left
+    out (``messages.0.content.1.image_url.url``, not ``...content.list[...].1.image_url...``)."""
+    path: list[Any] = []
+    tag_follows = False
+    for part in loc:
+        if isinstance(part, str) and _MEMBER.fullmatch(part):
+            tag_follows = "tagged-union[" in part
+        elif tag_follows and isinstance(part, str) and path and isinstance(path[-1], int):
+            tag_follows = False
+        else:
+            path.append(part)
+    return tuple(path)
+
+
+def _intended(errors: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """``errors`` less those that only say the input is not some other member of a union
+    (``content`` is a list with a bad part: not also "should be a valid string")."""
+    kept = []
+    for err in errors:
+        loc = tuple(err.get("loc", ()))
+        at = _member_at(loc)
+        deeper = (
+            at is not None
+            and at == len(loc) - 1
+            and any(
+                len(other.get("loc", ())) > at + 1 and tuple(other["loc"][:at]) == loc[:at]
+                for other in errors
+            )
+        )
+        if not deeper:
+            kept.append(err)
+    return kept
+
+
 def describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str | None]:
     """A readable message naming each bad field and what is wrong, and the first field's name."""
+    errors = [{**err, "loc": _field_path(err.get("loc", ()))} for err in _intended(errors)]
     parts: list[str] = []
     for err in errors:
         loc = tuple(err.get("loc", ()))

@@ -10,9 +10,11 @@ from prometheus_client import (
     generate_latest,
 )
 
+from api.usage_metrics import UsageCollector
 from queueing.catalogue import Catalogue
 from queueing.figures import read_figures
 from queueing.jobstore import JobStore
+from queueing.usage import read_totals
 
 
 class Metrics:
@@ -40,6 +42,8 @@ class Metrics:
         self.inflight_units = Gauge(
             "inferq_inflight_units", "Model units running on workers", ["model"], registry=registry
         )
+        self.usage = UsageCollector()
+        registry.register(self.usage)
 
     async def render(self, store: JobStore, catalogue: Catalogue) -> bytes:
         """The text exposition, with unit gauges refreshed from the queue."""
@@ -47,4 +51,5 @@ class Metrics:
         for model, now in figures.items():
             self.queued_units.labels(model=model).set(now.queued_units)
             self.inflight_units.labels(model=model).set(now.inflight_units)
+        self.usage.rows = await read_totals(store.client, store.settings)
         return generate_latest(self.registry)

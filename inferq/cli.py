@@ -17,6 +17,7 @@ from inferq.readiness import announce_when_ready
 from inferq.redis_url import queue_server
 from inferq.status import NotRunning, show
 from inferq.supervisor import Supervisor
+from inferq.tenants_cli import tenants_app
 from queueing.catalogue import Catalogue
 from queueing.cluster import EmbeddedCluster
 from queueing.errors import EmbeddedServerError
@@ -27,6 +28,7 @@ app = typer.Typer(help="inferq: a queue-based, asynchronous LLM inference pipeli
 model_app = typer.Typer(help="Prepare and list models.")
 app.add_typer(model_app, name="model")
 app.add_typer(batch_app, name="batch")
+app.add_typer(tenants_app, name="tenants")
 console = Console()
 
 

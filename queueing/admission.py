@@ -50,7 +50,9 @@ class Admission:
 
         ``recent_output_share`` (see :func:`cost.expected_output_tokens`) tempers the cost;
         ``stream_tokens`` False asks the worker for the whole text at the end only; ``tools``
-        (OpenAI function definitions) are rendered into a chat prompt. The job's id names
+        (OpenAI function definitions) are rendered into a chat prompt; image parts become the
+        template's placeholders in ``prompt``, their sources the record's ``images`` (in the
+        same order), and each costs the model's ``image_tokens``. The job's id names
         ``partition`` (where :meth:`JobStore.place` put it).
         """
         spec = self.spec(model)
@@ -62,19 +64,29 @@ class Admission:
                 f"vocabulary of {vocab}",
                 param="logit_bias",
             )
+        images = [url for message in messages or [] for url in message.images]
+        if images and not spec.takes_images:
+            raise InvalidRequest(f"the model '{spec.name}' takes no images", param="messages")
         text = prompt if prompt is not None else tokenizer.render_chat(messages or [], tools)
-        prompt_tokens = tokenizer.count(text)
+        # Each image's placeholder in the text becomes the image's tokens in the engine.
+        text_tokens = tokenizer.count(text)
+        if images:
+            text_tokens -= len(images) * tokenizer.image_placeholder_tokens
+        image_tokens = len(images) * spec.image_tokens
+        prompt_tokens = text_tokens + image_tokens
         if prompt_tokens + params.max_tokens > spec.context_length:
             raise ContextLengthExceeded(
                 f"This model's maximum context length is {spec.context_length} tokens. "
                 f"However, you requested {prompt_tokens + params.max_tokens} tokens "
-                f"({prompt_tokens} in the prompt, {params.max_tokens} for the completion).",
+                f"({prompt_tokens} in the prompt{_of_images(image_tokens)}, "
+                f"{params.max_tokens} for the completion).",
                 param="messages" if messages is not None else "prompt",
             )
         estimate = cost.estimate(
             spec,
-            prompt_tokens=prompt_tokens,
+            prompt_tokens=text_tokens,
             max_tokens=params.max_tokens,
+            image_tokens=image_tokens,
             recent_output_share=recent_output_share,
         )
         return JobRecord(
@@ -91,4 +103,9 @@ class Admission:
             params=params,
             stream_tokens=stream_tokens,
             metadata=metadata or {},
+            images=images,
         )
+
+
+def _of_images(image_tokens: int) -> str:
+    return f", {image_tokens} of them for images" if image_tokens else ""

@@ -150,6 +150,9 @@ class Take(Call):
     ttl: int = arg()
     max_deliveries: int = arg()
     entries: Sequence[str] = arg_tail()  # entry id, job id per delivered entry
+    usage: str = key()  # the partition's usage bucket (keys.usage) and its all-time totals
+    usage_total: str = key()
+    usage_ttl: int = arg()
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,9 @@ class Complete(Call):
     alpha: float = arg()
     nfields: int = arg()
     rest: Sequence[str] = arg_tail()  # nfields field/value pairs, then kind/data pairs
+    usage: str = key()  # the partition's usage bucket (keys.usage) and its all-time totals
+    usage_total: str = key()
+    usage_ttl: int = arg()
 
 
 @dataclass(frozen=True)
@@ -231,6 +237,9 @@ class Cancel(Call):
     job_id: str = arg()
     now: float = arg()
     ttl: int = arg()
+    usage: str = key()  # the partition's usage bucket (keys.usage) and its all-time totals
+    usage_total: str = key()
+    usage_ttl: int = arg()
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
 """Chat messages as a model's chat template expects them, for templates that lack a feature.
 
+A message with images becomes a list of parts: ``{"type": "image"}`` and ``{"type": "text"}``
+(the form vision models' templates take, e.g. Idefics3's, which writes ``<image>``).
+
 A template that knows the ``developer`` role, ``tools`` or ``tool_calls`` gets them as they
 are; one that does not gets them in the forms ChatML models are trained on: developer turns
 as system turns, the tools described in the system turn, calls as ``<tool_call>`` blocks and
@@ -12,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from queueing.schemas import ChatMessage
+from queueing.schemas import ChatMessage, TextPart
 
 TOOLS_PROMPT = """# Tools
 
@@ -58,7 +61,7 @@ def _message(message: ChatMessage, template: str) -> dict[str, Any]:
         )
     if role == "tool" and "'tool'" not in template and '"tool"' not in template:
         role, content = "user", f"<tool_response>\n{content}\n</tool_response>"
-    out: dict[str, Any] = {"role": role, "content": content}
+    out: dict[str, Any] = {"role": role, "content": _parts(message) if message.images else content}
     if message.name is not None:
         out["name"] = message.name
     if message.tool_calls and "tool_calls" in template:
@@ -66,3 +69,13 @@ def _message(message: ChatMessage, template: str) -> dict[str, Any]:
     if message.tool_call_id is not None:
         out["tool_call_id"] = message.tool_call_id
     return out
+
+
+def _parts(message: ChatMessage) -> list[dict[str, Any]]:
+    """A message with images as a vision template takes it: ``{"type": "image"}`` where each
+    image goes (the template writes its placeholder there) and ``{"type": "text", ...}``."""
+    assert isinstance(message.content, list)
+    return [
+        {"type": "text", "text": part.text} if isinstance(part, TextPart) else {"type": "image"}
+        for part in message.content
+    ]

@@ -17,6 +17,7 @@ from queueing.figures import read_counters, totals
 from queueing.placement import Placement
 from queueing.schemas import JobRecord
 from queueing.settings import QueueSettings, RedisSettings
+from queueing.usage import usage_keys
 
 _GROUP_COMMIT_MAX = 512  # jobs in one group commit
 _FLUSHES = 48  # group commits on the wire at once: new jobs go out while others wait for fsync
@@ -209,6 +210,8 @@ class JobStore:
         """Cancel: a queued job is removed at once; a running one is aborted by its worker."""
         record = await self.get(job_id, tenant)
         partition = keys.partition_of(job_id)
+        now = time.time()
+        usage, usage_total = usage_keys(partition, now, self.settings)
         call = Cancel(
             job=keys.job(job_id),
             events=keys.events(job_id),
@@ -217,8 +220,11 @@ class JobStore:
             channel=keys.events_channel(partition),
             cancel_channel=keys.cancel_channel(partition),
             job_id=job_id,
-            now=time.time(),
+            now=now,
             ttl=self.settings.result_ttl_s,
+            usage=usage,
+            usage_total=usage_total,
+            usage_ttl=self.settings.usage_ttl_s,
         )
         await fcall(self.client, call)
         return await self.get(job_id, tenant)

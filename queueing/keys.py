@@ -26,6 +26,9 @@ ACTIVE_BATCHES = f"{_REGISTRY}:batches"  # set: ids of batches not yet ended
 POOLS = f"{_REGISTRY}:pools"  # hash: pool -> the autoscaler's last decision (JSON)
 POOLS_RUNNING = f"{_REGISTRY}:pools:running"  # hash: pool -> replicas its actuator runs (JSON)
 AUTOSCALER_LEASE = f"{_REGISTRY}:autoscaler"  # the active autoscaler's name, with a TTL
+TENANT_SHARES = f"{_REGISTRY}:tenant-shares"  # hash: tenant -> its TenantShare (JSON)
+TENANTS = f"{_REGISTRY}:tenants"  # hash: tenant id -> its TenantRecord (JSON)
+TENANT_KEYS = f"{_REGISTRY}:tenant-keys"  # hash: keyed digest of an API key -> tenant id
 _JOB_ID_PREFIX = "job_"
 _BATCH_ID_PREFIX = "batch_"
 
@@ -232,3 +235,13 @@ def prewake_channel(partition: int) -> str:
 def prepared_image(partition: int, digest: str) -> str:
     """A prepared image's bytes, in the partition of the jobs that use it, by content hash."""
     return f"{PREFIX}:img:{tag(partition)}:{digest}"
+
+
+def usage(partition: int, bucket: int) -> str:
+    """Hash of the partition's usage in one time bucket: ``tenant|model|metric`` -> amount."""
+    return f"{PREFIX}:usage:{tag(partition)}:{bucket}"
+
+
+def usage_total(partition: int) -> str:
+    """Hash of the partition's usage since it began (what the metrics count)."""
+    return f"{PREFIX}:usage:{tag(partition)}:total"

@@ -6,10 +6,18 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from queueing.keys import MAX_PARTITIONS
+from queueing.tenancy import TenantLimits
 
 
 class RedisSettings(BaseModel):
@@ -43,6 +51,9 @@ class QueueSettings(BaseModel):
     # A claim keeps taking from one partition while its jobs arrived no later than this after
     # the best job of another partition (same class and band): fewer round trips per job.
     claim_slack_ms: int = 50
+    # Usage metering (README, "Tenants"): per-partition usage hashes, one per time bucket.
+    usage_bucket_s: Annotated[int, Field(ge=60)] = 3_600
+    usage_ttl_s: Annotated[int, Field(ge=60)] = 35 * 24 * 3600
 
     def partitions_of(self, model: str) -> int:
         """How many partitions ``model``'s queues are split into."""
@@ -204,11 +215,38 @@ class AutoscalerSettings(BaseModel):
     k8s_deployment: str = "inferq-worker-{pool}"  # {pool}: the pool's name
 
 
+class ImageFetchSettings(BaseModel):
+    """Fetching http(s) image URLs (server-side request forgery: off unless turned on).
+
+    Only hosts in ``allow_hosts`` (exact names or IP literals; ``*.example.com`` matches the
+    subdomains of example.com) are fetched, and only when every address the host resolves to
+    is public or inside ``allow_addresses`` (networks of a private image server, e.g. tests).
+    Each redirect is checked again; ``max_bytes`` and ``timeout_s`` bound one whole fetch.
+    """
+
+    enabled: bool = False
+    allow_hosts: list[str] = Field(default_factory=list)
+    allow_addresses: list[IPvAnyNetwork] = Field(default_factory=list)
+    max_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    max_redirects: Annotated[int, Field(ge=0)] = 3
+    ca_file: Path | None = None  # CA certificates for https (unset: the system's)
+
+    def allows_host(self, host: str) -> bool:
+        """Whether ``host`` (a URL's host: a name or an IP literal) is on the allowlist."""
+        host = host.strip("[]").rstrip(".").lower()
+        for entry in (e.strip().rstrip(".").lower() for e in self.allow_hosts):
+            if entry == host or (entry.startswith("*.") and host.endswith(entry[1:])):
+                return True
+        return False
+
+
 class PreprocessSettings(BaseModel):
     """Image preparation: what is accepted (checked before decoding) and what is made of it.
 
     ``max_edge`` is the longest side a prepared image has (the model's processor size);
-    ``processes`` unset means one per CPU the container really has.
+    ``processes`` unset means one per CPU the container really has. ``max_images``: image
+    parts one request may carry; ``fetch``: whether and where http(s) image URLs are fetched.
     """
 
     formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF"])
@@ -219,9 +257,26 @@ class PreprocessSettings(BaseModel):
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
     reducing_gap: Annotated[float, Field(ge=1.0)] = 2.0
     processes: Annotated[int, Field(ge=1)] | None = None
+    max_images: Annotated[int, Field(ge=0)] = 8  # image parts in one request
+    fetch: ImageFetchSettings = Field(default_factory=ImageFetchSettings)
     # The interpreter `inferq up` runs the preprocess worker with; unset: the sibling venv
     # `.venv-preprocess` (pillow-simd) when it exists, else the current interpreter.
     python: Path | None = None
+
+
+class TenantSettings(BaseModel):
+    """Tenants (README, "Tenants"): the registry's keys, its admin API, and default limits.
+
+    ``key_secret`` keys the hash API keys are stored under; unset, the registry is off (only
+    ``api_keys`` or the no-key local mode) and an ``admin_key`` is refused at start.
+    ``admin_key`` unset: no ``/admin`` routes. ``cache_s``: how long an API process trusts a
+    key lookup (revocation and disabling take effect within it).
+    """
+
+    default_limits: TenantLimits = Field(default_factory=TenantLimits)
+    admin_key: SecretStr | None = None
+    key_secret: SecretStr | None = None
+    cache_s: Annotated[float, Field(ge=0)] = 5.0
 
 
 class Settings(BaseSettings):
@@ -245,6 +300,7 @@ class Settings(BaseSettings):
     models_dir: Path = Path.home() / ".cache" / "inferq" / "models"
     catalogue: Path | None = None
     default_model: str = "smollm2-135m-instruct"
+    tenants: TenantSettings = Field(default_factory=TenantSettings)
 
     def pool(self, name: str) -> PoolSettings:
         """The pool ``name`` (an unknown name: the default pool's settings)."""
@@ -273,3 +329,8 @@ class Settings(BaseSettings):
     def files_dir(self) -> Path:
         """The local backend's folder: ``files.local_dir``, else under the queue's data folder."""
         return self.files.local_dir or self.redis.data_dir / "files"
+
+    def served_models(self) -> list[str]:
+        """The models this deployment serves: those its pools run (a catalogue model no pool
+        runs is not listed in ``/v1/models`` and does not hold back ``/readyz``)."""
+        return sorted({self.pool_model(name) for name in self.pools})

@@ -46,15 +46,33 @@ class ModelTokenizer:
         self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None = None
     ) -> str:
         """The prompt the model's chat template makes of ``messages`` (and ``tools``)."""
+        template = self._template()
+        return self._render(template, template_messages(messages, template, tools), tools)
+
+    @cached_property
+    def image_placeholder_tokens(self) -> int:
+        """Tokens the placeholder the chat template writes for one image takes (the engine
+        replaces it with the image's own tokens)."""
+        template = self._template()
+        image = self._render(template, [{"role": "user", "content": [{"type": "image"}]}], None)
+        empty = self._render(template, [{"role": "user", "content": []}], None)
+        return self.count(image) - self.count(empty)
+
+    def _template(self) -> str:
         template = self._config.get("chat_template")
         jinja_file = self.model_dir / "chat_template.jinja"
         if not isinstance(template, str) and jinja_file.exists():
             template = jinja_file.read_text()
         if not isinstance(template, str):
             raise InvalidRequest(f"model at {self.model_dir} has no chat template")
+        return template
+
+    def _render(
+        self, template: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+    ) -> str:
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         return env.from_string(template).render(
-            messages=template_messages(messages, template, tools),
+            messages=messages,
             tools=tools or None,
             add_generation_prompt=True,
             bos_token=_token_text(self._config.get("bos_token")),

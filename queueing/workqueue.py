@@ -19,6 +19,7 @@ from queueing.keys import JobClass
 from queueing.partition_view import PartitionView
 from queueing.schemas import JobRecord, JobResult, JobStatus, Usage
 from queueing.settings import QueueSettings
+from queueing.usage import usage_keys
 
 
 class EmitOutcome(IntEnum):
@@ -246,16 +247,21 @@ class WorkQueue:
 
     def _take_call(self, partition: int, picked: list[tuple[int, str, str]]) -> Take:
         queues = self.queues[partition]
+        now = time.time()
+        usage, usage_total = usage_keys(partition, now, self.settings)
         return Take(
             units=keys.units(self.spec.name, partition),
             dead=keys.dead(partition),
             channel=keys.events_channel(partition),
             jobs=[k for q, _, j in picked for k in (queues[q], keys.job(j), keys.events(j))],
             consumer=self.consumer,
-            now=time.time(),
+            now=now,
             ttl=self.settings.result_ttl_s,
             max_deliveries=self.settings.max_deliveries,
             entries=[item for _, entry, j in picked for item in (entry, j)],
+            usage=usage,
+            usage_total=usage_total,
+            usage_ttl=self.settings.usage_ttl_s,
         )
 
     async def reclaim(self, max_count: int) -> list[ClaimedJob]:
@@ -330,6 +336,8 @@ class WorkQueue:
         if outcome.error is not None:
             fields["error"] = outcome.error
             final += ["error", json.dumps({"message": outcome.error})]
+        now = time.time()
+        usage, usage_total = usage_keys(job.partition, now, self.settings)
         return Complete(
             job=keys.job(job.id),
             events=keys.events(job.id),
@@ -341,13 +349,16 @@ class WorkQueue:
             entry=job.entry,
             job_id=job.id,
             status=outcome.status.value,
-            now=time.time(),
+            now=now,
             ttl=self.settings.result_ttl_s,
             tenant=job.record.tenant,
             share=_output_share(outcome),
             alpha=self.settings.output_share_alpha,
             nfields=len(fields),
             rest=[*(item for pair in fields.items() for item in pair), *final],
+            usage=usage,
+            usage_total=usage_total,
+            usage_ttl=self.settings.usage_ttl_s,
         )
 
     async def release(self, job: ClaimedJob, reason: str, *, graceful: bool) -> bool:

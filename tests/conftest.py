@@ -157,3 +157,15 @@ def file_settings(backend: str, tmp_path: Path, s3_endpoint: str | None) -> File
         s3_region="us-east-1",
         **S3_KEYS,  # type: ignore[arg-type]  # pydantic turns each str into a SecretStr
     )
+
+
+VLM = "tiny-vlm-idefics3"  # the catalogue's vision model (`inferq model prepare --tiny-vlm`)
+
+
+@pytest.fixture(scope="session")
+def vlm(catalogue: Catalogue) -> ModelSpec:
+    """The tiny vision-language model's entry; fails clearly when it was never built."""
+    spec = catalogue.get(VLM)
+    if not (spec.path / "tokenizer.json").exists():
+        pytest.fail(f"{spec.path} is not prepared: run `make setup` (inferq model prepare)")
+    return spec

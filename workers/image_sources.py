@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import re
+import asyncio
 
-from preprocess.dataurl import parse_data_url
+from oaiproto.dataurl import parse_data_url
+from oaiproto.images import source_kind
+from preprocess.fetch import fetch_image
 from queueing.errors import FileNotFound, InvalidImage
 from queueing.files import Files
 from queueing.settings import PreprocessSettings
-
-FILE_ID = re.compile(r"file-[A-Za-z0-9_-]{1,100}")
-FETCH_OFF = (
-    "fetching image URLs is off: send the image as a data: URL or the id of a file uploaded "
-    "to /v1/files"
-)
 
 
 class ImageSources:
@@ -25,12 +21,12 @@ class ImageSources:
 
     async def read(self, source: str, tenant: str) -> bytes:
         """The bytes of one image as the client sent it."""
-        scheme = source.partition(":")[0].lower() if ":" in source else ""
-        if scheme == "data":
+        kind = source_kind(source)
+        if kind == "data":
             return parse_data_url(source, max_bytes=self.settings.max_bytes).data
-        if scheme in ("http", "https"):
-            raise InvalidImage(FETCH_OFF)
-        if FILE_ID.fullmatch(source) and self.files is not None:
+        if kind == "http":
+            return await asyncio.to_thread(fetch_image, source, self.settings.fetch)
+        if kind == "file" and self.files is not None:
             return await self._file(source, tenant)
         raise InvalidImage(f"{source[:40]!r} is not a data: URL, a file id or an http(s) URL")
 

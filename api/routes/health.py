@@ -28,20 +28,23 @@ async def healthz() -> dict[str, str]:
 async def readyz(
     store: StoreDep, catalogue: CatalogueDep, hub: HubDep, settings: SettingsDep
 ) -> JSONResponse:
-    """Ready to serve: the queue answers, the event hub is subscribed, the catalogue is loaded,
-    and every model that ``/v1/models`` lists has a live worker (``models`` says which)."""
+    """Ready to serve: the queue answers, the event hub is subscribed, the served models (those
+    the pools run, as ``/v1/models`` lists them) are in the catalogue and prepared, and each
+    has a live worker (``models`` says which; other models with a live worker are shown too)."""
     try:
         redis_ok = await asyncio.wait_for(store.ping(), PING_TIMEOUT_S)
         workers = await asyncio.wait_for(live_workers(store.client), PING_TIMEOUT_S)
     except (ServerError, TimeoutError):
         redis_ok, workers = False, Counter()
-    default = catalogue.models.get(settings.default_model)
-    models = {name: "serving" if workers[name] else WAITING for name in catalogue.names()}
+    served = settings.served_models()
+    shown = sorted({*served, *(name for name in catalogue.names() if workers[name])})
+    models = {name: "serving" if workers[name] else WAITING for name in shown}
+    specs = [catalogue.models.get(name) for name in served]
     checks = {
         "redis": redis_ok,
         "events": hub.connected,
-        "catalogue": default is not None and (default.path / "tokenizer.json").exists(),
-        "workers": all(workers[name] for name in catalogue.names()),
+        "catalogue": all(s is not None and (s.path / "tokenizer.json").exists() for s in specs),
+        "workers": all(workers[name] for name in served),
     }
     ready = all(checks.values())
     body = {"status": "ready" if ready else "unavailable", "checks": checks, "models": models}

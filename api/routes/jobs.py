@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Header, Path, Response
 
-from api.deps import AdmissionDep, MetricsDep, StoreDep, TenantDep
+from api.deps import AdmissionDep, FilesDep, MetricsDep, SettingsDep, StoreDep, TenantDep
+from api.images import check_request_images
 from api.unicode import check_unicode
 from queueing.errors import InvalidRequest
 from queueing.jobstore import JobStore
@@ -65,6 +66,8 @@ async def create_job(
     store: StoreDep,
     admission: AdmissionDep,
     metrics: MetricsDep,
+    settings: SettingsDep,
+    files: FilesDep,
     idempotency_header: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
@@ -72,7 +75,9 @@ async def create_job(
     """Queue a job; 202 once it is durable, 200 with the original job on a replayed key."""
     check_unicode(body)
     key = _idempotency_key(body, idempotency_header)
-    model = admission.spec(body.model).name
+    spec = admission.spec(body.model)
+    await check_request_images(body.messages, spec, settings.preprocess, files, tenant)
+    model = spec.name
     partition = store.place(model, tenant, key)
     share = await store.output_share(model, tenant)
     admit = partial(

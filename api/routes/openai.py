@@ -22,6 +22,7 @@ from sse_starlette import EventSourceResponse
 from api.deps import (
     AdmissionDep,
     CatalogueDep,
+    FilesDep,
     HubDep,
     MetricsDep,
     SettingsDep,
@@ -30,6 +31,7 @@ from api.deps import (
     get_tenant,
 )
 from api.errors import count_rejection, describe
+from api.images import check_request_images
 from api.openai_jobs import JobWatch
 from api.unicode import check_unicode
 from oaiproto.errors import error_body
@@ -91,6 +93,7 @@ class Caller:
     hub: HubDep
     settings: SettingsDep
     metrics: MetricsDep
+    files: FilesDep
 
 
 CallerDep = Annotated[Caller, Depends(Caller)]
@@ -124,9 +127,12 @@ async def _complete(
     body.check_fields()
     check_unicode(body)
     spec = caller.admission.spec(body.model)
+    chat = body if isinstance(body, ChatCompletionRequest) else None
+    if chat:
+        preprocess = caller.settings.preprocess
+        await check_request_images(chat.messages, spec, preprocess, caller.files, caller.tenant)
     partition = caller.store.place(spec.name, caller.tenant)
     share = await caller.store.output_share(spec.name, caller.tenant)
-    chat = body if isinstance(body, ChatCompletionRequest) else None
     admit = partial(
         caller.admission.admit,
         tenant=caller.tenant,
@@ -188,10 +194,10 @@ async def completions(body: CompletionRequest, caller: CallerDep) -> Response:
 
 
 @router.get("/models", dependencies=[Depends(get_tenant)], responses=_ERRORS)
-async def list_models(catalogue: CatalogueDep) -> dict[str, Any]:
-    """The models this deployment serves."""
-    cards = [model_card(catalogue.models[name]) for name in catalogue.names()]
-    return {"object": "list", "data": cards}
+async def list_models(catalogue: CatalogueDep, settings: SettingsDep) -> dict[str, Any]:
+    """The models this deployment serves (those its pools run)."""
+    served = [name for name in settings.served_models() if name in catalogue.models]
+    return {"object": "list", "data": [model_card(catalogue.models[name]) for name in served]}
 
 
 @router.get("/models/{model_id:path}", dependencies=[Depends(get_tenant)], responses=_ERRORS)

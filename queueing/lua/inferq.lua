@@ -60,6 +60,27 @@ local function finish(job, ev, queue, units_key, entry_id, units, status, now, t
   notify(channel, job_id)
 end
 
+-- Meter a finished job in its partition's usage bucket and totals, as `tenant|model|metric`:
+-- the request by outcome, the engine's tokens, and its units (unless cancelled before it ran).
+local function meter(bucket, total, ttl, job, status, units)
+  local j = redis.call('HMGET', job, 'tenant', 'model', 'usage')
+  if not j[1] then return end
+  local prefix = j[1] .. '|' .. (j[2] or '') .. '|'
+  local amounts = {{status, 1}}
+  if status ~= S_CANCELLED or j[3] then table.insert(amounts, {'units', units}) end
+  if j[3] then
+    local usage = cjson.decode(j[3])
+    table.insert(amounts, {'prompt_tokens', usage['prompt_tokens'] or 0})
+    table.insert(amounts, {'completion_tokens', usage['completion_tokens'] or 0})
+  end
+  for _, key in ipairs({bucket, total}) do
+    for _, pair in ipairs(amounts) do
+      if pair[2] ~= 0 then redis.call('HINCRBYFLOAT', key, prefix .. pair[1], pair[2]) end
+    end
+  end
+  redis.call('EXPIRE', bucket, ttl)
+end
+
 -- Returns {1, job_id}, {0, earlier job_id} on a replayed idempotency key, {-1, queued units}
 -- when the partition is past its ceiling.
 local function enqueue(keys, args)
@@ -235,6 +256,7 @@ local function take(keys, args)
       if cur[5] == '1' then
         finish(job, ev, queue, units_key, entry_id, units, S_CANCELLED, now, ttl,
           {'error', 'cancelled before it ran'}, {}, channel, job_id)
+        meter(keys[k.usage], keys[k.usage_total], args[a.usage_ttl], job, S_CANCELLED, units)
       elseif attempts > max_deliveries then
         local reason = 'dead-lettered: delivered ' .. (attempts - 1) ..
           ' times without completing (its workers crashed or lost their lease)'
@@ -242,6 +264,7 @@ local function take(keys, args)
           'queue', queue, 'attempts', attempts - 1, 'reason', reason)
         finish(job, ev, queue, units_key, entry_id, units, S_FAILED, now, ttl,
           {'error', reason}, {'error', cjson.encode({message = reason})}, channel, job_id)
+        meter(keys[k.usage], keys[k.usage_total], args[a.usage_ttl], job, S_FAILED, units)
       else
         redis.call('HSET', job, 'status', S_RUNNING, 'worker', consumer, 'started_at', now)
         event(ev, 'status', status_event(S_RUNNING, '"attempt":' .. attempts))
@@ -300,6 +323,8 @@ local function complete(keys, args)
   finish(job, keys[k.events], queue, keys[k.units], args[a.entry], tonumber(current[3] or '0'),
     args[a.status], args[a.now], tonumber(args[a.ttl]), fields, events, keys[k.channel],
     args[a.job_id])
+  meter(keys[k.usage], keys[k.usage_total], args[a.usage_ttl], job, args[a.status],
+    tonumber(current[3] or '0'))
   if args[a.share] ~= '' then
     local share, alpha = tonumber(args[a.share]), tonumber(args[a.alpha])
     local old = tonumber(redis.call('HGET', keys[k.shares], args[a.tenant]))
@@ -346,6 +371,7 @@ local function cancel(keys, args)
     redis.call('HINCRBY', keys[k.units], S_CANCELLED, 1)
     redis.call('HSET', job, 'status', S_CANCELLED, 'finished_at', args[a.now],
       'error', 'cancelled before it ran')
+    meter(keys[k.usage], keys[k.usage_total], args[a.usage_ttl], job, S_CANCELLED, 0)
     event(ev, 'status', status_event(S_CANCELLED))
     redis.call('EXPIRE', job, tonumber(args[a.ttl]))
     redis.call('EXPIRE', ev, tonumber(args[a.ttl]))

@@ -45,6 +45,16 @@ def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
         ([1, 2], "body: must be a JSON object"),
         ({"messages": [{"role": "user", "content": "\udfff"}]}, "lone surrogates"),
         ({"prompt": "a", "metadata": {"\ud800": "x"}}, "lone surrogates"),
+        (
+            {"messages": [{"role": "user", "content": 5}]},
+            "body.messages.0.content: Input should be a valid string; "
+            "body.messages.0.content: Input should be a valid list",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "txt": "a"}]}]},
+            "body.messages.0.content.0.text: Field required; "
+            "body.messages.0.content.0.txt: Extra inputs are not permitted",
+        ),
     ],
 )
 async def test_malformed_bodies_are_422_naming_the_field(

@@ -11,7 +11,7 @@ from queueing import keys
 from queueing.catalogue import ModelSpec
 from queueing.connection import connect
 from queueing.server import EmbeddedValkey
-from queueing.settings import QueueSettings, Settings
+from queueing.settings import PoolSettings, QueueSettings, Settings
 from queueing.workqueue import WorkQueue
 from tests.api.support import api_client
 from tests.conftest import free_port
@@ -111,3 +111,34 @@ async def test_metrics(client: httpx.AsyncClient, worker: WorkQueue, spec: Model
 def sample(lines: list[str], series: str) -> float:
     """The value of one series in a scrape."""
     return float(next(line for line in lines if line.startswith(f"{series} ")).split()[-1])
+
+
+async def test_readiness_and_the_model_list_follow_the_pools(
+    redis_client: aioredis.Redis,
+    queue_url: str,
+    api_settings: Settings,
+    spec: ModelSpec,
+    vlm: ModelSpec,
+) -> None:
+    # The catalogue lists the VLM; it is served only where a pool runs it.
+    async with api_client(api_settings, queue_url) as client:
+        listed = (await client.get("/v1/models")).json()["data"]
+        assert [m["id"] for m in listed] == [spec.name]
+    pools = {"default": PoolSettings(), "vision": PoolSettings(model=vlm.name)}
+    settings = api_settings.model_copy(update={"pools": pools})
+    async with api_client(settings, queue_url) as client:
+        listed = (await client.get("/v1/models")).json()["data"]
+        assert sorted(m["id"] for m in listed) == sorted([spec.name, vlm.name])
+        await beat(redis_client, "text-worker", spec.name)
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["models"] == {
+            spec.name: "serving",
+            vlm.name: "waiting for a worker",
+        }
+        await beat(redis_client, "vision-worker", vlm.name)
+        assert (await client.get("/readyz")).status_code == 200
+
+
+async def beat(client: aioredis.Redis, name: str, model: str) -> None:
+    """Register a live worker for ``model`` (one heartbeat)."""
+    await heartbeat(client, name, model, Progress(), lambda: Load(0.0, 0), None, lambda: {}).beat()

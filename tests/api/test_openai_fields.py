@@ -70,6 +70,26 @@ async def test_a_refused_field_is_a_400_naming_it(
         ),
         ({"logit_bias": {"99999999": 1}}, "logit_bias", "not in this model's vocabulary"),
         ({"logit_bias": {"cat": 1}}, "logit_bias", "'cat' is not one"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+            "messages.0.content.0.image_url.url",
+            "messages.0.content.0.image_url.url: Field required",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "What is this?"},
+                            {"type": "image_url", "image_url": {"url": "data:image/png;base64,"}},
+                        ],
+                    }
+                ]
+            },
+            "messages.0.content.1",
+            "takes no images",
+        ),
     ],
 )
 async def test_chat_requests_that_cannot_be_served_are_named(

@@ -106,7 +106,7 @@ async def test_status_lists_both_processes_their_metrics_urls_and_queue_depths(
     assert all("inferq_" in r.text for r in scraped)
 
     queues = {q["model"]: q for q in report["queues"]}
-    assert set(queues) == {model, "m"}, "catalogue models and every model a worker serves"
+    assert set(queues) == {*models, "m"}, "catalogue models and every model a worker serves"
     assert queues[model]["queued_jobs"] == 3 and queues[model]["queued_units"] == 1.55
     assert queues[model]["queues"] == [
         {"class": "interactive", "band": 0, "jobs": 1, "units": 0.05},

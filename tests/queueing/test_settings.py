@@ -65,3 +65,32 @@ def test_preprocess_limits_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("INFERQ_PREPROCESS__OUTPUT_FORMAT", "BMP")
     with pytest.raises(ValidationError, match="output_format"):
         Settings()
+
+
+def test_image_fetch_allowlist_matches_names_and_subdomains(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INFERQ_PREPROCESS__FETCH__ENABLED", "true")
+    monkeypatch.setenv(
+        "INFERQ_PREPROCESS__FETCH__ALLOW_HOSTS", '["images.example.com", "*.cdn.net"]'
+    )
+    monkeypatch.setenv("INFERQ_PREPROCESS__FETCH__ALLOW_ADDRESSES", '["10.0.0.0/8"]')
+    fetch = Settings().preprocess.fetch
+    assert fetch.enabled and str(fetch.allow_addresses[0]) == "10.0.0.0/8"
+    assert fetch.allows_host("Images.Example.COM.") and fetch.allows_host("a.b.cdn.net")
+    assert not fetch.allows_host("cdn.net") and not fetch.allows_host("evil-cdn.net")
+    assert not fetch.allows_host("example.com")
+
+
+def test_tenant_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERQ_TENANTS__KEY_SECRET", "s3cret")
+    monkeypatch.setenv("INFERQ_TENANTS__ADMIN_KEY", "adm")
+    monkeypatch.setenv("INFERQ_TENANTS__CACHE_S", "2.5")
+    monkeypatch.setenv("INFERQ_TENANTS__DEFAULT_LIMITS", '{"requests_per_minute": 60}')
+    monkeypatch.setenv("INFERQ_QUEUE__USAGE_BUCKET_S", "600")
+    settings = Settings()
+    tenants = settings.tenants
+    assert tenants.key_secret is not None and tenants.key_secret.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings) and "adm'" not in repr(settings)
+    assert tenants.cache_s == 2.5 and tenants.default_limits.requests_per_minute == 60
+    assert settings.queue.usage_bucket_s == 600

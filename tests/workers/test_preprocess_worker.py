@@ -132,7 +132,7 @@ async def test_bad_images_fail_their_jobs_and_the_worker_keeps_serving(
         "not an image": (data_url(b"hello, world", "image/png"), "not an image"),
         "bomb": (data_url(png_header_only(30_000, 30_000), "image/png"), "decompression bomb"),
         "format": (data_url(encode(scene(64, 48), "BMP"), "image/bmp"), "BMP is not allowed"),
-        "url": ("https://example.com/cat.jpg", "fetching image URLs is off"),
+        "url": ("https://example.com/cat.jpg", "fetching image URLs is turned off"),
         "file": ("file-nope", "is not a data: URL"),
     }
     async with running_preprocess(queue_url, pre_settings(queue_settings), CATALOGUE) as worker:

@@ -14,6 +14,7 @@ from queueing.connection import Client, fcall_many
 from queueing.errors import translated
 from queueing.schemas import JobRecord, JobStatus
 from queueing.settings import QueueSettings
+from queueing.usage import usage_keys
 from workers.batch.expand import line_id
 
 _TERMINAL = {s.value for s in JobStatus if s.terminal}
@@ -67,6 +68,7 @@ class Collector:
         for number, (_, stream, model) in running:
             job_id = batch.job_id(number)
             partition = keys.partition_of(job_id)
+            usage, usage_total = usage_keys(partition, now, self.settings)
             calls.append(
                 Cancel(
                     job=keys.job(job_id),
@@ -78,6 +80,9 @@ class Collector:
                     job_id=job_id,
                     now=now,
                     ttl=self.settings.result_ttl_s,
+                    usage=usage,
+                    usage_total=usage_total,
+                    usage_ttl=self.settings.usage_ttl_s,
                 )
             )
         await fcall_many(self.client, calls)
