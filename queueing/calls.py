@@ -383,6 +383,7 @@ class PreFail(Call):
     now: float = arg()
     ttl: int = arg()
     reason: str = arg()
+    code: str = arg()  # '' or the error's code (invalid_image: the client's image is bad)
 
 
 @dataclass(frozen=True)

@@ -181,8 +181,9 @@ class PreQueue:
         [reply] = await fcall_many(self.client, [call], wait_aof=self.wait_aof)
         return int(_checked(reply))
 
-    async def fail(self, job: ClaimedJob, reason: str) -> int:
-        """Fail the job with ``reason``: 1 done, 0 no longer held for preparation, -1 not ours."""
+    async def fail(self, job: ClaimedJob, reason: str, code: str = "") -> int:
+        """Fail the job with ``reason`` (and the error's ``code``, when the client's input is
+        to blame): 1 done, 0 no longer held for preparation, -1 not ours."""
         call = PreFail(
             job=keys.job(job.id),
             events=keys.events(job.id),
@@ -195,6 +196,7 @@ class PreQueue:
             now=time.time(),
             ttl=self.settings.result_ttl_s,
             reason=reason,
+            code=code,
         )
         [reply] = await fcall_many(self.client, [call], wait_aof=self.wait_aof)
         return int(_checked(reply))
