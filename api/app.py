@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 
 from api import errors
@@ -15,6 +15,7 @@ from api.auth import Authenticator, KeyCache
 from api.bodylimit import BodyLimit
 from api.events import EventHub
 from api.metrics import Metrics
+from api.ratelimit import RateLimitHeaders, get_meter
 from api.registration import api_presence
 from api.routes import admin, batches, events, files, health, jobs, openai
 from queueing.admission import Admission
@@ -25,6 +26,7 @@ from queueing.files import Files
 from queueing.filestore import open_storage
 from queueing.jobstore import JobStore
 from queueing.processes import advertised_url
+from queueing.ratelimit import RateLimiter
 from queueing.settings import Settings
 from queueing.tenant_registry import TenantRegistry
 
@@ -105,6 +107,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             app.state.metrics = Metrics(CollectorRegistry())
             app.state.auth = auth = _authenticator(settings, client)
             app.state.registry = auth.keys.registry if auth.keys else None
+            app.state.limiter = RateLimiter(client, settings.queue)
             async with api_presence(
                 client, advertised_url(settings.api.host, settings.api.port)
             ).kept():
@@ -123,11 +126,13 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
     app.add_middleware(
         BodyLimit, max_bytes=settings.api.max_body_bytes, streamed=frozenset({files.UPLOAD})
     )
-    app.include_router(jobs.router)
-    app.include_router(events.router)
-    app.include_router(openai.router)
-    app.include_router(batches.router)
-    app.include_router(files.router)
+    app.add_middleware(RateLimitHeaders)
+    metered = [Depends(get_meter)]  # every authenticated route: x-ratelimit-* headers
+    app.include_router(jobs.router, dependencies=metered)
+    app.include_router(events.router, dependencies=metered)
+    app.include_router(openai.router, dependencies=metered)
+    app.include_router(batches.router, dependencies=metered)
+    app.include_router(files.router, dependencies=metered)
     app.include_router(health.router)
     if settings.tenants.admin_key:
         app.include_router(admin.router)

@@ -102,4 +102,4 @@ async def get_tenant_limits(caller: CallerDep, settings: SettingsDep) -> TenantL
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
-LimitsDep = Annotated[TenantLimits, Depends(get_tenant_limits)]
+TenantLimitsDep = Annotated[TenantLimits, Depends(get_tenant_limits)]

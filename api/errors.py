@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 
 from oaiproto.errors import error_body
 from queueing.errors import InferqError, QueueFull, ServerError
+from queueing.ratelimit import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ def error_response(request: Request, exc: InferqError) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, QueueFull):
         headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, RateLimited):
+        headers["retry-after-ms"] = str(exc.retry_after_ms)  # the openai client reads it first
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
     body = error_body(exc.message, exc.kind, exc.code, exc.param)
@@ -71,22 +74,32 @@ def _location(loc: Sequence[Any]) -> str:
 
 # How pydantic names the member of a union an error was found in: ``str``, ``list[...]``.
 _MEMBER = re.compile(r"(str|int|float|bool|bytes|none|[a-z-]+\[.*\])")
+Members = set[tuple[tuple[Any, ...], str]]
 
 
-def _member_at(loc: Sequence[Any]) -> int | None:
-    return next(
-        (i for i, part in enumerate(loc) if isinstance(part, str) and _MEMBER.fullmatch(part)),
-        None,
-    )
+def _members(errors: Sequence[Mapping[str, Any]]) -> Members:
+    """The (place, name) of union members in the errors' locations: a name that looks like
+    one, at a place where the errors name more than one (so a dict key ``str`` is not)."""
+    seen: dict[tuple[Any, ...], set[str]] = {}
+    for err in errors:
+        loc = tuple(err.get("loc", ()))
+        for i, part in enumerate(loc):
+            if isinstance(part, str) and _MEMBER.fullmatch(part):
+                seen.setdefault(loc[:i], set()).add(part)
+    return {(place, name) for place, names in seen.items() if len(names) > 1 for name in names}
 
 
-def _field_path(loc: Sequence[Any]) -> tuple[Any, ...]:
+def _member_at(loc: tuple[Any, ...], members: Members) -> int | None:
+    return next((i for i, part in enumerate(loc) if (loc[:i], part) in members), None)
+
+
+def _field_path(loc: tuple[Any, ...], members: Members) -> tuple[Any, ...]:
     """``loc`` as the client wrote the field: union members and the tags of tagged unions left
     out (``messages.0.content.1.image_url.url``, not ``...content.list[...].1.image_url...``)."""
     path: list[Any] = []
     tag_follows = False
-    for part in loc:
-        if isinstance(part, str) and _MEMBER.fullmatch(part):
+    for i, part in enumerate(loc):
+        if (loc[:i], part) in members:
             tag_follows = "tagged-union[" in part
         elif tag_follows and isinstance(part, str) and path and isinstance(path[-1], int):
             tag_follows = False
@@ -95,13 +108,13 @@ def _field_path(loc: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(path)
 
 
-def _intended(errors: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _intended(errors: Sequence[Mapping[str, Any]], members: Members) -> list[Mapping[str, Any]]:
     """``errors`` less those that only say the input is not some other member of a union
     (``content`` is a list with a bad part: not also "should be a valid string")."""
     kept = []
     for err in errors:
         loc = tuple(err.get("loc", ()))
-        at = _member_at(loc)
+        at = _member_at(loc, members)
         deeper = (
             at is not None
             and at == len(loc) - 1
@@ -117,7 +130,11 @@ def _intended(errors: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 def describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str | None]:
     """A readable message naming each bad field and what is wrong, and the first field's name."""
-    errors = [{**err, "loc": _field_path(err.get("loc", ()))} for err in _intended(errors)]
+    members = _members(errors)
+    errors = [
+        {**err, "loc": _field_path(tuple(err.get("loc", ())), members)}
+        for err in _intended(errors, members)
+    ]
     parts: list[str] = []
     for err in errors:
         loc = tuple(err.get("loc", ()))

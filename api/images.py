@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import cast
 
+import anyio
+
 from oaiproto.dataurl import check_format
 from oaiproto.images import check_images
 from queueing.catalogue import ModelSpec
@@ -27,7 +29,11 @@ async def check_request_images(
 ) -> None:
     """Refuse what :func:`check_images` refuses, and file ids that are not the tenant's image
     files (missing: 404; another purpose, too large, not an allowed format by signature: 400)."""
-    for ref, file_id in check_images(messages or [], spec, settings):
+    if not any(message.images for message in messages or []):
+        return
+    # Off the event loop: data: URLs are base64-decoded to check their first bytes.
+    named_files = await anyio.to_thread.run_sync(check_images, messages or [], spec, settings)
+    for ref, file_id in named_files:
         try:
             file = await files.get(tenant, file_id)
         except FileNotFound:

@@ -204,7 +204,9 @@ def usage(
     if as_json:
         typer.echo(json.dumps(answer))
         return
-    table = Table("tenant", "model", "units", "prompt tok", "completion tok", "ok", "failed", "cxl")
+    table = Table(
+        "tenant", "model", "units", "prompt tok", "completion tok", "ok", "failed", "cancelled"
+    )
     for row in answer["data"]:
         requests = row["requests"]
         table.add_row(

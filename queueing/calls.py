@@ -33,6 +33,7 @@ COUNTERS = {
     # Jobs of the partition waiting for or in image preparation (not yet queued units).
     "PRE_UNITS": "pre_units",
     "PRE_JOBS": "pre_jobs",
+    "TENANT_OF": "tenant:",  # units a tenant has queued or running in the partition
 }
 
 
@@ -275,6 +276,18 @@ class Lease(Call):
     ttl_ms: int = arg()
 
 
+@dataclass(frozen=True)
+class RateLimit(Call):
+    """Charge a tenant's request and unit buckets together, or neither; or only read them."""
+
+    function = "iq_ratelimit"
+    bucket: str = key()
+    requests_per_minute: str = arg()  # '' = unlimited
+    units_per_minute: str = arg()  # '' = unlimited
+    requests: int = arg()  # requests to charge (0 with 0 units: only read)
+    units: float = arg()
+
+
 CALLS: tuple[type[Call], ...] = (
     Enqueue,
     Pick,
@@ -288,6 +301,7 @@ CALLS: tuple[type[Call], ...] = (
     BatchRecord,
     BatchMove,
     Lease,
+    RateLimit,
 )
 
 
@@ -365,6 +379,9 @@ class PreTake(Call):
     ttl: int = arg()
     max_deliveries: int = arg()
     entries: Sequence[str] = arg_tail()  # entry id, job id per delivered entry
+    usage: str = key()  # the partition's usage bucket and totals (a failure is metered)
+    usage_total: str = key()
+    usage_ttl: int = arg()
 
 
 @dataclass(frozen=True)
@@ -384,6 +401,9 @@ class PreFail(Call):
     ttl: int = arg()
     reason: str = arg()
     code: str = arg()  # '' or the error's code (invalid_image: the client's image is bad)
+    usage: str = key()  # the partition's usage bucket and totals (a failure is metered)
+    usage_total: str = key()
+    usage_ttl: int = arg()
 
 
 @dataclass(frozen=True)

@@ -245,3 +245,9 @@ def usage(partition: int, bucket: int) -> str:
 def usage_total(partition: int) -> str:
     """Hash of the partition's usage since it began (what the metrics count)."""
     return f"{PREFIX}:usage:{tag(partition)}:total"
+
+
+def rate_limit(tenant: str) -> str:
+    """Hash of one tenant's token buckets (requests and units per minute): one slot each."""
+    digest = hashlib.sha256(tenant.encode()).hexdigest()[:16]  # any tenant name fits a tag
+    return f"{PREFIX}:rl:{{r:{digest}}}"

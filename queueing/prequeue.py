@@ -23,6 +23,7 @@ from queueing.errors import ServerError, translated
 from queueing.keys import JobClass
 from queueing.schemas import JobRecord
 from queueing.settings import QueueSettings
+from queueing.usage import usage_keys
 from queueing.workqueue import ClaimedJob, renew_leases
 
 
@@ -124,16 +125,21 @@ class PreQueue:
             return []
         model, partition = lane
         streams = self.streams[lane]
+        now = time.time()
+        usage, usage_total = usage_keys(partition, now, self.settings)
         call = PreTake(
             units=keys.units(model, partition),
             dead=keys.dead(partition),
             channel=keys.events_channel(partition),
             jobs=[k for q, _, j in picked for k in (streams[q], keys.job(j), keys.events(j))],
             consumer=self.consumer,
-            now=time.time(),
+            now=now,
             ttl=self.settings.result_ttl_s,
             max_deliveries=self.settings.max_deliveries,
             entries=[item for _, entry, j in picked for item in (entry, j)],
+            usage=usage,
+            usage_total=usage_total,
+            usage_ttl=self.settings.usage_ttl_s,
         )
         rows = await fcall(self.client, call)
         return [
@@ -184,6 +190,8 @@ class PreQueue:
     async def fail(self, job: ClaimedJob, reason: str, code: str = "") -> int:
         """Fail the job with ``reason`` (and the error's ``code``, when the client's input is
         to blame): 1 done, 0 no longer held for preparation, -1 not ours."""
+        now = time.time()
+        usage, usage_total = usage_keys(job.partition, now, self.settings)
         call = PreFail(
             job=keys.job(job.id),
             events=keys.events(job.id),
@@ -193,10 +201,13 @@ class PreQueue:
             consumer=self.consumer,
             entry=job.entry,
             job_id=job.id,
-            now=time.time(),
+            now=now,
             ttl=self.settings.result_ttl_s,
             reason=reason,
             code=code,
+            usage=usage,
+            usage_total=usage_total,
+            usage_ttl=self.settings.usage_ttl_s,
         )
         [reply] = await fcall_many(self.client, [call], wait_aof=self.wait_aof)
         return int(_checked(reply))

@@ -138,7 +138,7 @@ class TenantCreate(BaseModel):
 class SharePatch(BaseModel):
     """A change of share: the weight, and/or the whole map of reservations."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     weight: Annotated[float, Field(gt=0)] | None = None
     reserved: dict[str, Annotated[float, Field(gt=0)]] | None = None

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from api.deps import BatchesDep, FilesDep, TenantDep
+from api.ratelimit import MeterDep
 from api.routes.openai import OpenAIRoute
 from oaiproto.batch import BatchCreate, batch_object
 from queueing import keys
@@ -25,21 +26,26 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "Missing or unknown API key",
         404: "No such batch or input file",
         409: "The batch can no longer be cancelled",
+        429: "Rate limit: retry after the Retry-After header",
     }.items()
 }
 
 
 @router.post("", responses=_ERRORS)
 async def create_batch(
-    body: BatchCreate, tenant: TenantDep, files: FilesDep, batches: BatchesDep
+    body: BatchCreate, tenant: TenantDep, files: FilesDep, batches: BatchesDep, meter: MeterDep
 ) -> dict[str, Any]:
-    """Record a batch over an uploaded ``batch`` file; it starts ``validating``."""
+    """Record a batch over an uploaded ``batch`` file; it starts ``validating``.
+
+    Creating it is one request on the tenant's requests bucket; its lines are not metered.
+    """
     file = await files.get(tenant, body.input_file_id)
     if file.purpose != "batch":
         raise InvalidRequest(
             f"file '{file.id}' has purpose '{file.purpose}'; a batch's input needs 'batch'",
             param="input_file_id",
         )
+    await meter.request()
     now = int(time.time())
     batch = Batch(
         id=keys.new_batch_id(),

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Path, Response
 
 from api.deps import AdmissionDep, FilesDep, MetricsDep, SettingsDep, StoreDep, TenantDep
 from api.images import check_request_images
+from api.ratelimit import MeterDep
 from api.unicode import check_unicode
 from queueing.errors import InvalidRequest
 from queueing.jobstore import JobStore
@@ -27,7 +28,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         404: "No such job or model",
         413: "Body too large",
         422: "Malformed body",
-        429: "Queue full; retry after the Retry-After header",
+        429: "Rate limit or queue full; retry after the Retry-After header",
     }.items()
 }
 
@@ -63,6 +64,7 @@ async def create_job(
     body: JobCreate,
     response: Response,
     tenant: TenantDep,
+    meter: MeterDep,
     store: StoreDep,
     admission: AdmissionDep,
     metrics: MetricsDep,
@@ -94,7 +96,8 @@ async def create_job(
         stream_tokens=body.stream_tokens,
     )
     record = await anyio.to_thread.run_sync(admit)
-    job_id = await store.enqueue(record, idempotency_key=key)
+    async with meter.admitting(record.model, record.estimated_units):
+        job_id = await store.enqueue(record, idempotency_key=key)
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     if job_id != record.id:
         response.status_code = 200

@@ -33,6 +33,7 @@ from api.deps import (
 from api.errors import count_rejection, describe
 from api.images import check_request_images
 from api.openai_jobs import JobWatch
+from api.ratelimit import MeterDep
 from api.unicode import check_unicode
 from oaiproto.errors import error_body
 from oaiproto.format import Head, Kind, completion, failure, model_card
@@ -75,7 +76,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         404: "No such model",
         409: "The job was cancelled",
         413: "Body too large",
-        429: "Queue full; retry after the Retry-After header",
+        429: "Rate limit or queue full; retry after the Retry-After header",
         500: "The job failed",
     }.items()
 }
@@ -88,6 +89,7 @@ class Caller:
 
     request: Request
     tenant: TenantDep
+    meter: MeterDep
     store: StoreDep
     admission: AdmissionDep
     hub: HubDep
@@ -148,7 +150,8 @@ async def _complete(
         tools=chat.tool_dicts if chat else None,
     )
     record = await anyio.to_thread.run_sync(admit)
-    await caller.store.enqueue(record)
+    async with caller.meter.admitting(record.model, record.estimated_units):
+        await caller.store.enqueue(record)
     caller.metrics.submitted.labels(model=record.model, job_class=record.job_class.value).inc()
     head = Head.of(kind, record)
     ping_s = caller.settings.api.sse_ping_s

@@ -45,6 +45,16 @@ local function count_pre(units_key, units, jobs)
   redis.call('HINCRBY', units_key, PRE_JOBS, jobs)
 end
 
+-- Add `units` to a tenant's units queued or running in this partition (negative when a job
+-- ends); a field back at zero goes, so the hash names only tenants with work.
+local function count_tenant(units_key, tenant, units)
+  if not tenant then return end
+  local field = TENANT_OF .. tenant
+  if tonumber(redis.call('HINCRBYFLOAT', units_key, field, units)) < 1e-6 then
+    redis.call('HDEL', units_key, field)
+  end
+end
+
 -- Finish an in-flight job of `units` units: status, fields, final events, ack, counters,
 -- retention, notification. fields: flat field/value list; events: flat kind/data list.
 local function finish(job, ev, queue, units_key, entry_id, units, status, now, ttl, fields,
@@ -53,6 +63,7 @@ local function finish(job, ev, queue, units_key, entry_id, units, status, now, t
   ack(queue, entry_id)
   redis.call('HINCRBYFLOAT', units_key, INFLIGHT, -units)
   redis.call('HINCRBY', units_key, status, 1)
+  count_tenant(units_key, redis.call('HGET', job, 'tenant'), -units)
   for i = 1, #events, 2 do event(ev, events[i], events[i + 1]) end
   event(ev, 'status', status_event(status))
   redis.call('EXPIRE', job, ttl)
@@ -101,6 +112,7 @@ local function enqueue(keys, args)
   redis.call('HSET', keys[k.job], 'entry', entry_id, unpack(args, a.tail))
   event(keys[k.events], 'status', status_event(S_QUEUED))
   count_queued(units_key, args[a.qfield], cost, 1)
+  count_tenant(units_key, redis.call('HGET', keys[k.job], 'tenant'), cost)
   redis.call('HINCRBY', units_key, ARRIVALS, 1)
   redis.call('HINCRBYFLOAT', units_key, ARRIVED_UNITS, cost)
   notify(keys[k.wake], args[a.qfield])
@@ -368,6 +380,7 @@ local function cancel(keys, args)
     else
       count_queued(keys[k.units], cur[4] .. ':' .. cur[5], -tonumber(cur[3]), -1)
     end
+    count_tenant(keys[k.units], redis.call('HGET', job, 'tenant'), -tonumber(cur[3]))
     redis.call('HINCRBY', keys[k.units], S_CANCELLED, 1)
     redis.call('HSET', job, 'status', S_CANCELLED, 'finished_at', args[a.now],
       'error', 'cancelled before it ran')
@@ -464,6 +477,7 @@ local function prequeue(keys, args)
   redis.call('HSET', keys[k.job], 'entry', entry_id, 'stage', 'pre', unpack(args, a.tail))
   event(keys[k.events], 'status', status_event(S_QUEUED))
   count_pre(units_key, cost, 1)
+  count_tenant(units_key, redis.call('HGET', keys[k.job], 'tenant'), cost)
   redis.call('HINCRBY', units_key, ARRIVALS, 1)
   redis.call('HINCRBYFLOAT', units_key, ARRIVED_UNITS, cost)
   notify(keys[k.wake], args[a.model])
@@ -506,6 +520,7 @@ local function fail_pre(job, ev, queue, units_key, entry_id, units, now, ttl, re
   redis.call('HDEL', job, 'stage')
   ack(queue, entry_id)
   count_pre(units_key, -units, -1)
+  count_tenant(units_key, redis.call('HGET', job, 'tenant'), -units)
   redis.call('HINCRBY', units_key, S_FAILED, 1)
   event(ev, 'error', cjson.encode({message = reason}))
   event(ev, 'status', status_event(S_FAILED))
@@ -536,6 +551,7 @@ local function pre_take(keys, args)
           'queue', queue, 'attempts', attempts - 1, 'reason', reason)
         fail_pre(job, ev, queue, units_key, entry_id, tonumber(cur[3] or '0'), now, ttl, reason,
           channel, job_id, '')
+        meter(keys[k.usage], keys[k.usage_total], args[a.usage_ttl], job, S_FAILED, 0)
       else
         redis.call('HSET', job, 'worker', consumer)
         table.insert(taken, redis.call('HGETALL', job))
@@ -558,6 +574,7 @@ local function pre_fail(keys, args)
   fail_pre(job, keys[k.events], keys[k.queue], keys[k.units], args[a.entry],
     tonumber(cur[4] or '0'), args[a.now], tonumber(args[a.ttl]), args[a.reason], keys[k.channel],
     args[a.job_id], args[a.code])
+  meter(keys[k.usage], keys[k.usage_total], args[a.usage_ttl], job, S_FAILED, 0)
   return 1
 end
 
@@ -577,6 +594,7 @@ local function handoff(keys, args)
   local before, cost = tonumber(cur[4] or '0'), tonumber(args[a.cost])
   ack(pre, args[a.entry])
   count_pre(units_key, -before, -1)
+  count_tenant(units_key, redis.call('HGET', job, 'tenant'), cost - before)
   redis.call('HINCRBYFLOAT', units_key, ARRIVED_UNITS, cost - before)
   ensure_group(keys[k.queue])
   local entry_id = redis.call('XADD', keys[k.queue], '*', 'job', args[a.job_id], 'units', args[a.cost])
@@ -606,3 +624,62 @@ redis.register_function('iq_pre_pick', pre_pick)
 redis.register_function('iq_pre_take', pre_take)
 redis.register_function('iq_pre_fail', pre_fail)
 redis.register_function('iq_handoff', handoff)
+
+-- A tenant's token buckets (README, "Rate limits"): requests and units per minute ('' =
+-- unlimited), refilled continuously, empty-to-full in a minute, read on the server's clock.
+-- Both are charged, or neither. A charge larger than a whole bucket passes when the bucket is
+-- full and leaves it in debt: a large job is slowed, never refused for good. No charge only
+-- reads. Returns {1 charged or 0 refused, the bucket that refused ('requests' | 'tokens' |
+-- ''), ms until the charge would pass; per bucket: level ('' unlimited), ms until full}.
+local function ratelimit(keys, args)
+  local k, a = K.iq_ratelimit, A.iq_ratelimit
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  local raw = redis.call('HMGET', keys[k.bucket], 'r', 'r_at', 'u', 'u_at')
+  local buckets = {
+    {name = 'requests', field = 'r', cap = tonumber(args[a.requests_per_minute]),
+     cost = tonumber(args[a.requests]), level = tonumber(raw[1]), at = tonumber(raw[2])},
+    {name = 'tokens', field = 'u', cap = tonumber(args[a.units_per_minute]),
+     cost = tonumber(args[a.units]), level = tonumber(raw[3]), at = tonumber(raw[4])},
+  }
+  local refused, wait, charging = '', 0, false
+  for _, b in ipairs(buckets) do
+    if b.cap then
+      b.rate = b.cap / 60000
+      if b.level and b.at then
+        b.level = math.min(b.cap, b.level + math.max(0, now - b.at) * b.rate)
+      else
+        b.level = b.cap
+      end
+      local need = math.min(b.cost, b.cap)
+      if b.cost > 0 and b.level < need then
+        local ms = math.ceil((need - b.level) / b.rate)
+        if ms > wait then refused, wait = b.name, ms end
+      end
+      charging = charging or b.cost > 0
+    end
+  end
+  charging = charging and refused == ''
+  local out, ttl, fields = {refused == '' and 1 or 0, refused, wait}, 0, {}
+  for _, b in ipairs(buckets) do
+    if b.cap then
+      if charging then
+        b.level = b.level - b.cost
+        table.insert(fields, b.field); table.insert(fields, tostring(b.level))
+        table.insert(fields, b.field .. '_at'); table.insert(fields, now)
+      end
+      local full = math.max(0, math.ceil((b.cap - b.level) / b.rate))
+      if full > ttl then ttl = full end
+      table.insert(out, tostring(b.level)); table.insert(out, full)
+    else
+      table.insert(out, ''); table.insert(out, 0)
+    end
+  end
+  if charging then
+    redis.call('HSET', keys[k.bucket], unpack(fields))
+    redis.call('PEXPIRE', keys[k.bucket], ttl + 1000)  -- gone = full
+  end
+  return out
+end
+
+redis.register_function('iq_ratelimit', ratelimit)

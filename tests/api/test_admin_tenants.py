@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from api.app import UnsafeTenants, check_bind, create_app
-from api.deps import LimitsDep
+from api.deps import TenantLimitsDep
 from queueing import keys
 from queueing.catalogue import ModelSpec
 from queueing.settings import ApiSettings, Settings, TenantSettings
@@ -174,7 +174,7 @@ async def test_the_caller_limits_are_its_tenants_or_the_defaults(
     app = create_app(settings, queue_url)
 
     @app.get("/test/limits")
-    def limits(given: LimitsDep) -> TenantLimits:
+    def limits(given: TenantLimitsDep) -> TenantLimits:
         return given
 
     async with app.router.lifespan_context(app):

@@ -55,6 +55,7 @@ def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
             "body.messages.0.content.0.text: Field required; "
             "body.messages.0.content.0.txt: Extra inputs are not permitted",
         ),
+        ({"prompt": "a", "metadata": {"str": 5}}, "body.metadata.str: Input should be a valid"),
     ],
 )
 async def test_malformed_bodies_are_422_naming_the_field(

@@ -17,8 +17,10 @@ from queueing.cost import estimate
 from queueing.images import reference
 from queueing.jobstore import JobStore
 from queueing.prequeue import PreQueue
+from queueing.ratelimit import RateLimiter
 from queueing.schemas import JobResult, JobStatus
 from queueing.settings import QueueSettings
+from queueing.tenancy import TenantLimits
 from queueing.workqueue import WorkQueue
 from tests.queueing.records import claim_all, record
 
@@ -69,6 +71,8 @@ async def test_every_call_of_a_job_lifecycle_stays_in_one_slot(
     cost = estimate(SPEC, prompt_tokens=5, max_tokens=5)
     await pre.handoff(prepared[0], SPEC, [reference("d" * 64)], ["d" * 64], 5, cost)
     await pre.fail(prepared[1], "bad image")
+    limits = TenantLimits(requests_per_minute=10, units_per_minute=10)
+    await RateLimiter(redis_client, queue_settings).charge("local", limits, requests=1, units=1)
     functions = {call.function for call in sent}
     assert functions == {cls.function for cls in CALLS}
     for call in sent:

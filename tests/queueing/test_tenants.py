@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -49,3 +51,20 @@ def test_a_change_touches_only_what_it_names() -> None:
 def test_tenant_ids_are_short_and_plain(bad: str) -> None:
     with pytest.raises(ValidationError):
         TenantCreate(id=bad)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"share": {"weight": 1e400}},
+        {"limits": {"units_per_minute": 1e999}},
+        {"share": {"reserved": {"m": 1e400}}},
+    ],
+)
+def test_infinite_figures_are_refused(body: dict[str, object]) -> None:
+    """JSON has no infinity: stored, it would read back as null and break the record."""
+    text = json.dumps(body).replace("Infinity", "1e400")
+    with pytest.raises(ValidationError, match="finite"):
+        TenantCreate.model_validate_json(text)
+    with pytest.raises(ValidationError, match="finite"):
+        TenantUpdate.model_validate_json(text)

@@ -8,12 +8,14 @@ import time
 from queueing import keys
 from queueing.connection import Client
 from queueing.jobstore import JobStore
+from queueing.prequeue import PreQueue
 from queueing.schemas import JobStatus, Usage
 from queueing.settings import QueueSettings
 from queueing.usage import UsageRow, read_totals, read_usage, summed
 from queueing.workqueue import WorkQueue
 from tests.queueing.records import claim_all, record
 from tests.queueing.test_calls import SPEC
+from tests.queueing.test_prequeue import image_job
 
 USED = Usage(prompt_tokens=3, completion_tokens=5, total_tokens=8)
 
@@ -86,3 +88,18 @@ def test_rows_sum_partitions_and_keep_odd_tenant_names() -> None:
         "cancelled": 0,
     }
     assert (rows[1].prompt_tokens, rows[1].completion_tokens) == (7, 4)
+
+
+async def test_a_job_failed_by_the_preprocess_tier_is_metered_without_units(
+    redis_client: Client, queue_settings: QueueSettings
+) -> None:
+    store = JobStore(redis_client, queue_settings)
+    job = image_job(partition=1).model_copy(update={"tenant": "a"})
+    await store.enqueue(job)
+    pre = PreQueue(redis_client, ["v"], "pre-1", queue_settings)
+    [held] = await pre.claim(1)
+    assert await pre.fail(held, "image 1 of 1: the image is truncated") == 1
+    rows = await read_usage(redis_client, queue_settings, since=time.time() - 60)
+    assert rows == [
+        UsageRow(tenant="a", model="v", requests={"succeeded": 0, "failed": 1, "cancelled": 0})
+    ]
