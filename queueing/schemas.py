@@ -275,6 +275,8 @@ class JobRecord(JobPublic):
     # The job's images, in the order of their placeholders in ``prompt``: their sources as
     # sent (data: URL, file id, http(s) URL) until the preprocess tier has prepared them.
     images: list[str] = Field(default_factory=list)
+    # The code of ``error`` when the client's input is to blame (invalid_image), else unset.
+    error_code: str | None = None
 
     def to_hash(self) -> dict[str, str]:
         """Flatten into Redis hash fields (JSON for nested values, no ``None``)."""
