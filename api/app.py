@@ -22,6 +22,7 @@ from queueing.admission import Admission
 from queueing.batches import Batches
 from queueing.catalogue import Catalogue
 from queueing.connection import Client, connect
+from queueing.fallback import FallbackRouter
 from queueing.files import Files
 from queueing.filestore import open_storage
 from queueing.jobstore import JobStore
@@ -108,6 +109,9 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             app.state.auth = auth = _authenticator(settings, client)
             app.state.registry = auth.keys.registry if auth.keys else None
             app.state.limiter = RateLimiter(client, settings.queue)
+            app.state.fallback = FallbackRouter(
+                client, catalogue, settings.queue, settings.fallback
+            )
             async with api_presence(
                 client, advertised_url(settings.api.host, settings.api.port)
             ).kept():

@@ -13,6 +13,7 @@ from api.metrics import Metrics
 from queueing.admission import Admission
 from queueing.batches import Batches
 from queueing.catalogue import Catalogue
+from queueing.fallback import FallbackRouter
 from queueing.files import Files
 from queueing.jobstore import JobStore
 from queueing.settings import Settings
@@ -103,3 +104,12 @@ async def get_tenant_limits(caller: CallerDep, settings: SettingsDep) -> TenantL
 
 TenantDep = Annotated[str, Depends(get_tenant)]
 TenantLimitsDep = Annotated[TenantLimits, Depends(get_tenant_limits)]
+
+
+def get_fallback(request: Request) -> FallbackRouter:
+    """The app's fallback router (where new interactive jobs go)."""
+    router: FallbackRouter = request.app.state.fallback
+    return router
+
+
+FallbackDep = Annotated[FallbackRouter, Depends(get_fallback)]

@@ -5,9 +5,12 @@ settings (the worker's: see ``bench/pipeline_engine.py``) on the same prompts, w
 length mix comes from the Azure LLM conversation trace (CC-BY 4.0), scaled to the model:
 (a) ``LLM.generate`` offline, (b) ``vllm.entrypoints.openai.api_server`` over HTTP,
 (c) inferq: HTTP submit → queue → worker → result. Then a mixed workload (90% short,
-10% long, arriving together) through (b) and (c). Each side is warmed up before it is
-timed and gets the machine to itself. The mixed burst is ten times the engine's
-``max_num_seqs`` by default, so that long requests can pile up in the engine's slots.
+10% long, arriving together) through (b) and (c), and an open-loop run through (b) and (c):
+consecutive trace requests at their own arrival times, rescaled so that the mean load is
+``--open-load`` (0.7) of the capacity (a) measured, streamed (time to first token). Each
+side is warmed up before it is timed and gets the machine to itself. The mixed burst is
+ten times the engine's ``max_num_seqs`` by default, so that long requests can pile up in
+the engine's slots.
 Each side runs the throughput set ``--repeats`` times (3) and its median counts: this
 machine's speed drifts by ±10% from minute to minute.
 The last line printed is JSON.
@@ -26,11 +29,13 @@ if __name__ == "__main__":
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import subprocess
 import tempfile
 from typing import Any
 
+from bench.open_loop import Arrival, drive_open, open_loop_set, peak_load, read_timed_trace
 from bench.pipeline_sides import Run, Side, drive, inferq_stack, vllm_server
 from bench.sides import percentile
 from bench.watch import main_or_fail
@@ -58,6 +63,11 @@ def _args() -> argparse.Namespace:
         default=3,
         help="throughput runs per side; the median counts (this machine's speed drifts)",
     )
+    p.add_argument(
+        "--open-requests", type=int, default=400, help="trace requests in the open-loop run"
+    )
+    p.add_argument("--open-load", type=float, default=0.7, help="open-loop mean load over capacity")
+    p.add_argument("--open-start", type=int, default=0, help="the open-loop window's first row")
     p.add_argument("--prompt-scale", type=float, default=1 / 16)
     p.add_argument("--output-scale", type=float, default=1 / 4)
     p.add_argument("--unit-budget", type=float, default=DEFAULT_UNIT_BUDGET)
@@ -65,7 +75,10 @@ def _args() -> argparse.Namespace:
 
 
 def _port(start: int) -> int:
-    return next(p for p in range(start, start + 500) if port_is_free("127.0.0.1", p))
+    """A free port from a random point past ``start`` (tests and other benches on this machine
+    take the first free ones from their own bases; 18200 is the test clusters')."""
+    first = start + random.randrange(0, 1500)
+    return next(p for p in range(first, first + 500) if port_is_free("127.0.0.1", p))
 
 
 def _mixed_figures(run: Run) -> dict[str, float]:
@@ -79,9 +92,12 @@ def _mixed_figures(run: Run) -> dict[str, float]:
     }
 
 
-def _http_side(side: Side, work: Any, mixed: Any, warm: Any, repeats: int) -> dict[str, Any]:
-    """Warm up, time the throughput set ``repeats`` times, then the mixed burst; a process
-    of the side that dies or steps aside ends the bench (``BenchFailed``)."""
+def _http_side(
+    side: Side, work: Any, mixed: Any, warm: Any, repeats: int, arrivals: list[Arrival]
+) -> dict[str, Any]:
+    """Warm up, time the throughput set ``repeats`` times, then the mixed burst, then the
+    open-loop run; a process of the side that dies or steps aside ends the bench
+    (``BenchFailed``)."""
 
     def run(requests: Any) -> Run:
         return asyncio.run(side.watch.guard(drive(side.base, requests)))
@@ -90,10 +106,47 @@ def _http_side(side: Side, work: Any, mixed: Any, warm: Any, repeats: int) -> di
     runs = [run(work).tok_s for _ in range(repeats)]
     run(warm)
     mixed_run = run(mixed)
+    open_run = asyncio.run(side.watch.guard(drive_open(side.base, arrivals)))
     return {
         "tok_s": round(statistics.median(runs), 1),
         "runs": [round(r, 1) for r in runs],
         "mixed": _mixed_figures(mixed_run),
+        "open_loop": open_run.figures(),
+    }
+
+
+def _open_set(
+    maker: PromptMaker, scale: Scale, args: argparse.Namespace, capacity: float
+) -> list[Arrival]:
+    """The open-loop window at ``args.open_load`` of ``capacity`` (output tok/s); says how."""
+    trace = read_timed_trace()
+    rows = trace[args.open_start : args.open_start + args.open_requests]
+    short = statistics.median(r.output for r in trace)
+    arrivals, factor = open_loop_set(
+        maker, rows, scale, capacity, load=args.open_load, short_output=int(short)
+    )
+    kinds = [a.request.kind for a in arrivals]
+    print(
+        f"open loop: trace rows {args.open_start}-{args.open_start + len(rows) - 1}, "
+        f"arrival times x{factor:.2f} ({arrivals[-1].at_s:.0f} s), mean load "
+        f"{args.open_load:g} of {capacity:.1f} tok/s, busiest 5 s "
+        f"{peak_load(arrivals, capacity, 5.0):.2f}x and 30 s "
+        f"{peak_load(arrivals, capacity, 30.0):.2f}x capacity; "
+        f"{kinds.count('short')} short (trace output <= {short:g} tokens), "
+        f"{kinds.count('long')} long",
+        flush=True,
+    )
+    return arrivals
+
+
+def _open_ratios(serve: dict[str, float], inferq: dict[str, float]) -> dict[str, float]:
+    """The open-loop run's figures, inferq over vLLM serve."""
+    return {
+        "short_ttft_p99_ratio_vs_serve": round(
+            inferq["short_ttft_p99_ms"] / serve["short_ttft_p99_ms"], 3
+        ),
+        "short_p99_ratio_vs_serve": round(inferq["short_p99_ms"] / serve["short_p99_ms"], 3),
+        "open_loop_throughput_ratio_vs_serve": round(inferq["tok_s"] / serve["tok_s"], 3),
     }
 
 
@@ -104,7 +157,7 @@ def main() -> None:
     spec = Catalogue.load(settings.models_dir, settings.catalogue).get(settings.default_model)
     config = VllmConfig(model=spec.path, max_model_len=spec.context_length)
     if args.quick:
-        args.n, args.mixed, args.repeats = 96, 300, 1
+        args.n, args.mixed, args.repeats, args.open_requests = 96, 300, 1, 160
     args.mixed = args.mixed or 10 * config.max_num_seqs
     scale = Scale(prompt=args.prompt_scale, output=args.output_scale)
     maker = PromptMaker(spec.path)
@@ -125,15 +178,16 @@ def main() -> None:
         offline = json.loads((tmpdir / "offline.json").read_text())
         runs = ", ".join(f"{r:.1f}" for r in offline["runs"])
         print(f"(a) offline LLM.generate: {offline['tok_s']:.1f} tok/s ({runs})", flush=True)
+        arrivals = _open_set(maker, scale, args, offline["tok_s"])
 
-        with vllm_server(config, _port(18100), tmpdir) as side:
-            serve = _http_side(side, work, mixed, warm, args.repeats)
+        with vllm_server(config, _port(21000), tmpdir) as side:
+            serve = _http_side(side, work, mixed, warm, args.repeats, arrivals)
         print(f"(b) vllm serve: {serve}", flush=True)
 
         with inferq_stack(
-            _port(18200), _port(18300), args.unit_budget, tmpdir / "valkey", tmpdir
+            _port(23000), _port(25000), args.unit_budget, tmpdir / "valkey", tmpdir
         ) as side:
-            inferq = _http_side(side, work, mixed, warm, args.repeats)
+            inferq = _http_side(side, work, mixed, warm, args.repeats, arrivals)
         print(f"(c) inferq: {inferq}", flush=True)
 
     result = {
@@ -150,7 +204,7 @@ def main() -> None:
             "serve": serve["mixed"]["short_p99_ms"],
             "inferq": inferq["mixed"]["short_p99_ms"],
         },
-        "short_p99_ratio_vs_serve": round(
+        "mixed_short_p99_ratio_vs_serve": round(
             inferq["mixed"]["short_p99_ms"] / serve["mixed"]["short_p99_ms"], 3
         ),
         "mixed_throughput_ratio_vs_serve": round(
@@ -162,7 +216,9 @@ def main() -> None:
             "inferq": inferq["runs"],
         },
         "mixed": {"serve": serve["mixed"], "inferq": inferq["mixed"]},
-        "requests": {"throughput": len(work), "mixed": len(mixed)},
+        **_open_ratios(serve["open_loop"], inferq["open_loop"]),
+        "open_loop": {"serve": serve["open_loop"], "inferq": inferq["open_loop"]},
+        "requests": {"throughput": len(work), "mixed": len(mixed), "open_loop": len(arrivals)},
         "inferq_unit_budget": args.unit_budget,
     }
     print(json.dumps(result))

@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api.server import run_api
 from inferq.batch_cli import batch_app
 from inferq.pools import PoolKeeper, worker_command
 from inferq.preprocess_role import preprocess_command
@@ -102,6 +101,8 @@ def server(
 @app.command()
 def api() -> None:
     """Run the HTTP API (with an embedded server when INFERQ_REDIS__URL is unset)."""
+    from api.server import run_api  # here: the preprocess role's venv has no API stack
+
     settings = Settings()
     with queue_server(settings) as url:
         run_api(settings, url)

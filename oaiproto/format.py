@@ -10,6 +10,7 @@ from typing import Any
 from oaiproto.errors import error_body
 from oaiproto.logprobs import chat_logprobs, completion_logprobs
 from queueing.catalogue import ModelSpec
+from queueing.errors import InvalidImage
 from queueing.schemas import JobRecord, JobResult, JobStatus, Usage
 
 OWNER = "inferq"
@@ -139,6 +140,8 @@ def failure(record: JobRecord) -> tuple[int, dict[str, Any]]:
         message = f"Job {record.id} was cancelled: {reason}"
         return 409, error_body(message, "invalid_request_error", "job_cancelled", None)
     message = f"Job {record.id} failed: {reason}"
+    if record.error_code == InvalidImage.code:  # found bad by the preprocess tier
+        return 400, error_body(message, InvalidImage.kind, InvalidImage.code, None)
     return 500, error_body(message, "server_error", "job_failed", None)
 
 

@@ -400,6 +400,7 @@ class PreFail(Call):
     now: float = arg()
     ttl: int = arg()
     reason: str = arg()
+    code: str = arg()  # '' or the error's code (invalid_image: the client's image is bad)
     usage: str = key()  # the partition's usage bucket and totals (a failure is metered)
     usage_total: str = key()
     usage_ttl: int = arg()

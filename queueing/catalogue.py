@@ -22,6 +22,11 @@ class ModelSpec(BaseModel):
     # Prompt tokens one prepared image becomes (0: the model takes no images).
     image_tokens: int = Field(ge=0, default=0)
     band_edges: list[float] = Field(default_factory=lambda: [0.1, 0.5, 2.0])
+    # CPU fallback (README, "CPU fallback"): the model new interactive jobs go to while this
+    # one's pool has no healthy worker or its interactive jobs wait past ``fallback_wait_s``
+    # (unset: the ``fallback.wait_s`` setting). None: no fallback.
+    fallback: str | None = None
+    fallback_wait_s: float | None = Field(default=None, gt=0)
 
     @property
     def takes_images(self) -> bool:
@@ -54,6 +59,7 @@ class Catalogue:
             if not spec.path.is_absolute():
                 spec.path = models_dir / spec.path
             models[name] = spec
+        _check_fallbacks(models)
         return cls(models)
 
     def get(self, name: str) -> ModelSpec:
@@ -66,3 +72,15 @@ class Catalogue:
     def names(self) -> list[str]:
         """All model names."""
         return sorted(self.models)
+
+
+def _check_fallbacks(models: dict[str, ModelSpec]) -> None:
+    """A fallback names another model of the catalogue; raises ValueError otherwise."""
+    for spec in models.values():
+        if spec.fallback is None:
+            continue
+        if spec.fallback == spec.name or spec.fallback not in models:
+            raise ValueError(
+                f"catalogue: the fallback of {spec.name!r} must be another model of the "
+                f"catalogue, not {spec.fallback!r}"
+            )

@@ -187,8 +187,9 @@ class PreQueue:
         [reply] = await fcall_many(self.client, [call], wait_aof=self.wait_aof)
         return int(_checked(reply))
 
-    async def fail(self, job: ClaimedJob, reason: str) -> int:
-        """Fail the job with ``reason``: 1 done, 0 no longer held for preparation, -1 not ours."""
+    async def fail(self, job: ClaimedJob, reason: str, code: str = "") -> int:
+        """Fail the job with ``reason`` (and the error's ``code``, when the client's input is
+        to blame): 1 done, 0 no longer held for preparation, -1 not ours."""
         now = time.time()
         usage, usage_total = usage_keys(job.partition, now, self.settings)
         call = PreFail(
@@ -203,6 +204,7 @@ class PreQueue:
             now=now,
             ttl=self.settings.result_ttl_s,
             reason=reason,
+            code=code,
             usage=usage,
             usage_total=usage_total,
             usage_ttl=self.settings.usage_ttl_s,

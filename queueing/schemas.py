@@ -255,6 +255,8 @@ class JobPublic(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
     # Why a queued job is not running yet, e.g. "waiting for a worker" (not stored).
     status_detail: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    # The model asked for, when the job went to that model's fallback (``model``) instead.
+    fallback_from: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class JobRecord(JobPublic):
@@ -273,6 +275,8 @@ class JobRecord(JobPublic):
     # The job's images, in the order of their placeholders in ``prompt``: their sources as
     # sent (data: URL, file id, http(s) URL) until the preprocess tier has prepared them.
     images: list[str] = Field(default_factory=list)
+    # The code of ``error`` when the client's input is to blame (invalid_image), else unset.
+    error_code: str | None = None
 
     def to_hash(self) -> dict[str, str]:
         """Flatten into Redis hash fields (JSON for nested values, no ``None``)."""

@@ -279,6 +279,18 @@ class TenantSettings(BaseModel):
     cache_s: Annotated[float, Field(ge=0)] = 5.0
 
 
+class FallbackSettings(BaseModel):
+    """CPU fallback (README, "CPU fallback"); a model uses it only if its catalogue entry
+    names a ``fallback``. ``wait_s``: the queue-wait SLO of its interactive jobs where the
+    entry sets no ``fallback_wait_s``; ``grace_s``: how long its pool, meant to run (not
+    scaled to zero), may have no healthy worker before new interactive jobs go to the
+    fallback; ``refresh_s``: how often an API process re-reads those signals."""
+
+    wait_s: Annotated[float, Field(gt=0)] = 10.0
+    grace_s: Annotated[float, Field(ge=0)] = 30.0
+    refresh_s: Annotated[float, Field(gt=0)] = 1.0
+
+
 class Settings(BaseSettings):
     """All of inferq's configuration."""
 
@@ -295,6 +307,7 @@ class Settings(BaseSettings):
     pools: dict[str, PoolSettings] = Field(default_factory=lambda: {"default": PoolSettings()})
     autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings)
     preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings)
+    fallback: FallbackSettings = Field(default_factory=FallbackSettings)
     # NoDecode: the environment's value reaches the validator as text, not JSON-decoded first.
     api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     models_dir: Path = Path.home() / ".cache" / "inferq" / "models"

@@ -160,6 +160,7 @@ class ClaimLoop:
         self.failure: str | None = None
         self._kick = asyncio.Event()
         self._stopping = False
+        self._stop_asked = asyncio.Event()
         self._hurry = asyncio.Event()
         self._woken = asyncio.Event()
         self._cancelling: set[asyncio.Task[None]] = set()
@@ -184,6 +185,7 @@ class ClaimLoop:
         if self._stopping:
             self._hurry.set()
         self._stopping = True
+        self._stop_asked.set()
         self._kick.set()
 
     def fail(self, reason: str) -> None:
@@ -192,20 +194,23 @@ class ClaimLoop:
             log.error("worker %s: %s; stepping aside", self.consumer, reason)
             self.failure = reason
         self._stopping = True
+        self._stop_asked.set()
         self._hurry.set()
         self._kick.set()
 
     async def run(self) -> None:
         """Work until stopped (or, in burst mode, until there is nothing left)."""
         await self.queue.ensure_groups()
+        listening = bool(self.notices.channels)  # none: a preprocess worker with no image model
         tasks = [
-            asyncio.create_task(self.notices.run(), name="notices"),
+            *([asyncio.create_task(self.notices.run(), name="notices")] if listening else []),
             *(asyncio.create_task(service) for service in self.handler.services()),
             asyncio.create_task(self._every(self.renew_s, self._renew), name="renew"),
             asyncio.create_task(self._every(self.reclaim_s, self._reclaim), name="reclaim"),
         ]
         try:
-            await self.notices.subscribed.wait()
+            if listening:
+                await self._subscribed()
             await self._claim_loop()
             await self._drain()
         finally:
@@ -215,6 +220,16 @@ class ClaimLoop:
             await asyncio.gather(*tasks, *leftovers, *self._cancelling, return_exceptions=True)
             await self.handler.close()
             log.info("worker %s stopped", self.consumer)
+
+    async def _subscribed(self) -> None:
+        """Until the notices are subscribed, or stop is asked."""
+        subscribed = asyncio.create_task(self.notices.subscribed.wait())
+        stopping = asyncio.create_task(self._stop_asked.wait())
+        try:
+            await asyncio.wait({subscribed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            subscribed.cancel()
+            stopping.cancel()
 
     async def _claim_loop(self) -> None:
         while not self._stopping:

@@ -151,7 +151,7 @@ class PreprocessHandler:
             code = await self.queue.handoff(job, spec, refs, digests, prompt_tokens, estimate)
             self._count_job(code, "handed_off")
         except InvalidImage as exc:
-            await self._fail(run, exc.message)
+            await self._fail(run, exc.message, InvalidImage.code)
         except ServerError as exc:
             log.warning("job %s: queue server error (%s); left to its lease", job.id, exc)
         except Exception as exc:
@@ -204,12 +204,12 @@ class PreprocessHandler:
         assert data is not None
         return data
 
-    async def _fail(self, run: JobRun, reason: str) -> None:
+    async def _fail(self, run: JobRun, reason: str, code: str = "") -> None:
         if run.lost:
             return
         log.info("job %s: failed in preprocessing: %s", run.job.id, reason)
         try:
-            self._count_job(await self.queue.fail(run.job, reason), "failed")
+            self._count_job(await self.queue.fail(run.job, reason, code), "failed")
         except ServerError as exc:
             log.warning("job %s: left to its lease (%s)", run.job.id, exc)
 

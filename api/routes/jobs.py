@@ -8,7 +8,15 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Header, Path, Response
 
-from api.deps import AdmissionDep, FilesDep, MetricsDep, SettingsDep, StoreDep, TenantDep
+from api.deps import (
+    AdmissionDep,
+    FallbackDep,
+    FilesDep,
+    MetricsDep,
+    SettingsDep,
+    StoreDep,
+    TenantDep,
+)
 from api.images import check_request_images
 from api.ratelimit import MeterDep
 from api.unicode import check_unicode
@@ -70,6 +78,7 @@ async def create_job(
     metrics: MetricsDep,
     settings: SettingsDep,
     files: FilesDep,
+    fallback: FallbackDep,
     idempotency_header: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
@@ -77,7 +86,8 @@ async def create_job(
     """Queue a job; 202 once it is durable, 200 with the original job on a replayed key."""
     check_unicode(body)
     key = _idempotency_key(body, idempotency_header)
-    spec = admission.spec(body.model)
+    route = await fallback.route(admission.spec(body.model).name, body.job_class)
+    spec = admission.spec(route.model)
     await check_request_images(body.messages, spec, settings.preprocess, files, tenant)
     model = spec.name
     partition = store.place(model, tenant, key)
@@ -86,7 +96,7 @@ async def create_job(
         admission.admit,
         tenant=tenant,
         partition=partition,
-        model=body.model,
+        model=model,
         prompt=body.prompt,
         messages=body.messages,
         params=body.params,
@@ -96,6 +106,7 @@ async def create_job(
         stream_tokens=body.stream_tokens,
     )
     record = await anyio.to_thread.run_sync(admit)
+    record.fallback_from = route.fallback_from
     async with meter.admitting(record.model, record.estimated_units):
         job_id = await store.enqueue(record, idempotency_key=key)
     response.headers["Location"] = f"/v1/jobs/{job_id}"

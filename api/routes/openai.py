@@ -22,6 +22,7 @@ from sse_starlette import EventSourceResponse
 from api.deps import (
     AdmissionDep,
     CatalogueDep,
+    FallbackDep,
     FilesDep,
     HubDep,
     MetricsDep,
@@ -96,6 +97,7 @@ class Caller:
     settings: SettingsDep
     metrics: MetricsDep
     files: FilesDep
+    fallback: FallbackDep
 
 
 CallerDep = Annotated[Caller, Depends(Caller)]
@@ -128,7 +130,10 @@ async def _complete(
     """Queue the request as an interactive job, then stream it or wait for its end."""
     body.check_fields()
     check_unicode(body)
-    spec = caller.admission.spec(body.model)
+    route = await caller.fallback.route(
+        caller.admission.spec(body.model).name, JobClass.INTERACTIVE
+    )
+    spec = caller.admission.spec(route.model)
     chat = body if isinstance(body, ChatCompletionRequest) else None
     if chat:
         preprocess = caller.settings.preprocess
@@ -139,7 +144,7 @@ async def _complete(
         caller.admission.admit,
         tenant=caller.tenant,
         partition=partition,
-        model=body.model,
+        model=route.model,
         prompt=body.prompt if isinstance(body, CompletionRequest) else None,
         messages=chat.messages if chat else None,
         params=body.sampling(DEFAULT_MAX_TOKENS),
@@ -150,6 +155,7 @@ async def _complete(
         tools=chat.tool_dicts if chat else None,
     )
     record = await anyio.to_thread.run_sync(admit)
+    record.fallback_from = route.fallback_from
     async with caller.meter.admitting(record.model, record.estimated_units):
         await caller.store.enqueue(record)
     caller.metrics.submitted.labels(model=record.model, job_class=record.job_class.value).inc()

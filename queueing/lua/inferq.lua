@@ -514,8 +514,9 @@ end
 
 -- A held preprocess job fails with `reason`: it never reached its model queue.
 local function fail_pre(job, ev, queue, units_key, entry_id, units, now, ttl, reason, channel,
-                        job_id)
+                        job_id, code)
   redis.call('HSET', job, 'status', S_FAILED, 'finished_at', now, 'error', reason)
+  if code ~= '' then redis.call('HSET', job, 'error_code', code) end
   redis.call('HDEL', job, 'stage')
   ack(queue, entry_id)
   count_pre(units_key, -units, -1)
@@ -549,7 +550,7 @@ local function pre_take(keys, args)
         redis.call('XADD', keys[k.dead], 'MAXLEN', '~', 100000, '*', 'job', job_id,
           'queue', queue, 'attempts', attempts - 1, 'reason', reason)
         fail_pre(job, ev, queue, units_key, entry_id, tonumber(cur[3] or '0'), now, ttl, reason,
-          channel, job_id)
+          channel, job_id, '')
         meter(keys[k.usage], keys[k.usage_total], args[a.usage_ttl], job, S_FAILED, 0)
       else
         redis.call('HSET', job, 'worker', consumer)
@@ -572,7 +573,7 @@ local function pre_fail(keys, args)
   if cur[3] ~= args[a.consumer] then return -1 end
   fail_pre(job, keys[k.events], keys[k.queue], keys[k.units], args[a.entry],
     tonumber(cur[4] or '0'), args[a.now], tonumber(args[a.ttl]), args[a.reason], keys[k.channel],
-    args[a.job_id])
+    args[a.job_id], args[a.code])
   meter(keys[k.usage], keys[k.usage_total], args[a.usage_ttl], job, S_FAILED, 0)
   return 1
 end

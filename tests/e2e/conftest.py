@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -13,7 +14,13 @@ from api.app import create_app
 from queueing.catalogue import Catalogue, ModelSpec
 from queueing.jobstore import JobStore
 from queueing.server import EmbeddedValkey
-from queueing.settings import PreprocessSettings, QueueSettings, Settings, WorkerSettings
+from queueing.settings import (
+    FileSettings,
+    PreprocessSettings,
+    QueueSettings,
+    Settings,
+    WorkerSettings,
+)
 from tests.api.support import serve
 from tests.conftest import PARTITIONS
 from tests.workers.support import running_preprocess, running_worker
@@ -113,11 +120,13 @@ async def vlm_stack(
     vlm_engine: VllmEngine,
     vlm_spec: ModelSpec,
     catalogue: Catalogue,
+    tmp_path: Path,
 ) -> AsyncIterator[VlmStack]:
     """API, a preprocess worker (one pool process) and an LLM worker on the tiny VLM."""
     settings = Settings(
         queue=QueueSettings(partitions=PARTITIONS, lease_ms=10_000),
         preprocess=PreprocessSettings(processes=1),
+        files=FileSettings(local_dir=tmp_path / "files"),
     )
     app = create_app(settings, queue_url)
     models = Catalogue({**catalogue.models, vlm_spec.name: vlm_spec})
@@ -125,7 +134,7 @@ async def vlm_stack(
         running_worker(
             queue_url, vlm_engine, settings.queue, WorkerSettings(), spec=vlm_spec
         ) as worker,
-        running_preprocess(queue_url, settings, models) as preprocess,
+        running_preprocess(queue_url, settings, models, files=True) as preprocess,
         serve(app) as url,
     ):
         client = AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)

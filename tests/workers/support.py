@@ -19,6 +19,8 @@ from preprocess.pool import process_pool
 from queueing import keys
 from queueing.catalogue import Catalogue, ModelSpec
 from queueing.connection import connect
+from queueing.files import Files
+from queueing.filestore import open_storage
 from queueing.images import PreparedImages
 from queueing.jobstore import JobStore
 from queueing.keys import JobClass
@@ -192,15 +194,19 @@ async def running_on(redis_client: aioredis.Redis, job_id: str, consumer: str) -
 
 @contextlib.asynccontextmanager
 async def running_preprocess(
-    url: str, settings: Settings, catalogue: Catalogue, slots: int = 2
+    url: str, settings: Settings, catalogue: Catalogue, slots: int = 2, *, files: bool = False
 ) -> AsyncIterator[PreprocessWorker]:
     """A preprocess worker (a pool of ``settings.preprocess.processes``, one by default)
-    running in this loop on clients of its own; stopped on exit."""
+    running in this loop on clients of its own (``files``: reading uploaded files where
+    ``settings`` keep them); stopped on exit."""
     client = await connect(url)
     images = await connect(url, decode_responses=False, load_library=False)
+    uploads = Files(client, open_storage(settings), settings.files) if files else None
     try:
         with process_pool(settings.preprocess.processes or 1) as pool:
-            worker = PreprocessWorker(client, images, settings, catalogue, pool, slots)
+            worker = PreprocessWorker(
+                client, images, settings, catalogue, pool, slots, files=uploads
+            )
             task = asyncio.create_task(worker.run())
             try:
                 yield worker

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import time
@@ -148,3 +149,17 @@ async def test_bad_images_fail_their_jobs_and_the_worker_keeps_serving(
         assert (await settled(store, good.id)).status is JobStatus.QUEUED
         assert worker.failure is None
         assert worker.preprocess.metrics.count("invalid") == len(bad)
+
+
+@pytest.mark.parametrize("queue_url", ["single"], indirect=True)
+async def test_with_no_model_that_takes_images_it_idles_and_stops(
+    queue_url: str, redis_client: Client, queue_settings: QueueSettings
+) -> None:
+    text_only = ModelSpec(
+        name="t", path=Path("."), context_length=100, prompt_weight=1, output_weight=1
+    )
+    settings = pre_settings(queue_settings)
+    async with running_preprocess(queue_url, settings, Catalogue({"t": text_only})) as worker:
+        await asyncio.sleep(0.3)
+        assert worker.queue.lanes == [] and worker.failure is None
+    assert worker.runs == {}

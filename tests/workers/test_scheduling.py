@@ -58,8 +58,8 @@ async def test_ageing_lets_standard_but_not_batch_through_never_ending_interacti
             backlog_seen.append(queued)
             for _ in range(max(0, 3 - queued)):
                 record = job("urgent", max_tokens=2, job_class=JobClass.INTERACTIVE)
+                produced.append(record.id)  # first: a cancel may land while it is enqueued
                 await store.enqueue(record)
-                produced.append(record.id)
             await asyncio.sleep(0.005)
 
     engine = ScriptedEngine(token_delay_s=0.01)
