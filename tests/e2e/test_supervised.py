@@ -66,11 +66,13 @@ def inferq_up(url: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
 
 
 async def live_workers(client: aioredis.Redis) -> dict[str, int]:
-    """Consumer name -> pid of every worker whose heartbeat is alive."""
+    """Consumer name -> pid of every LLM worker (not the preprocess tier's) whose heartbeat
+    is alive."""
     live = {}
     for name, raw in (await client.hgetall(keys.WORKERS)).items():
-        if await client.exists(keys.heartbeat(name)):
-            live[name] = int(json.loads(raw)["pid"])
+        entry = json.loads(raw)
+        if entry.get("model") and await client.exists(keys.heartbeat(name)):
+            live[name] = int(entry["pid"])
     return live
 
 
