@@ -151,10 +151,13 @@ class FallbackRouter:
         self._down_since: dict[str, float] = {}
         self._reasons: dict[str, str | None] = {}
 
-    async def route(self, model: str, job_class: JobClass) -> Route:
-        """Where a new job of ``model`` (a catalogue name) and ``job_class`` goes."""
+    async def route(self, model: str, job_class: JobClass, *, images: bool = False) -> Route:
+        """Where a new job of ``model`` (a catalogue name) and ``job_class`` goes; a job with
+        ``images`` stays on the primary unless the fallback takes images too."""
         spec = self.catalogue.get(model)
         if spec.fallback is None or job_class is not JobClass.INTERACTIVE:
+            return Route(model)
+        if images and not self.catalogue.get(spec.fallback).takes_images:
             return Route(model)
         reading = await self._reading(spec)
         if reading is None:

@@ -86,7 +86,8 @@ async def create_job(
     """Queue a job; 202 once it is durable, 200 with the original job on a replayed key."""
     check_unicode(body)
     key = _idempotency_key(body, idempotency_header)
-    route = await fallback.route(admission.spec(body.model).name, body.job_class)
+    images = any(m.images for m in body.messages or [])
+    route = await fallback.route(admission.spec(body.model).name, body.job_class, images=images)
     spec = admission.spec(route.model)
     await check_request_images(body.messages, spec, settings.preprocess, files, tenant)
     model = spec.name

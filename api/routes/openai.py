@@ -130,11 +130,12 @@ async def _complete(
     """Queue the request as an interactive job, then stream it or wait for its end."""
     body.check_fields()
     check_unicode(body)
+    chat = body if isinstance(body, ChatCompletionRequest) else None
+    images = chat is not None and any(m.images for m in chat.messages)
     route = await caller.fallback.route(
-        caller.admission.spec(body.model).name, JobClass.INTERACTIVE
+        caller.admission.spec(body.model).name, JobClass.INTERACTIVE, images=images
     )
     spec = caller.admission.spec(route.model)
-    chat = body if isinstance(body, ChatCompletionRequest) else None
     if chat:
         preprocess = caller.settings.preprocess
         await check_request_images(chat.messages, spec, preprocess, caller.files, caller.tenant)

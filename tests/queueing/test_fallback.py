@@ -102,6 +102,8 @@ async def test_a_model_without_a_healthy_worker_sends_interactive_jobs_to_its_fa
     route = await router.route("m", JobClass.INTERACTIVE)
     assert (route.model, route.fallback_from, route.reason) == ("cpu", "m", DOWN)
     assert await _route(router, JobClass.STANDARD) == "m"  # only interactive jobs move
+    # a job with images stays unless the fallback takes images too
+    assert (await router.route("m", JobClass.INTERACTIVE, images=True)).model == "m"
     assert (await router.route("cpu", JobClass.INTERACTIVE)).model == "cpu"  # no fallback
     await _worker(redis_client, "m-1", "m", health="stalled")
     assert await _route(router) == "cpu"  # a stalled worker is not a healthy one
