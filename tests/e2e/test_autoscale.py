@@ -92,7 +92,7 @@ async def test_a_pool_scales_from_zero_up_under_a_burst_and_back_to_zero(
             asked = time.monotonic()
             first = (await http.post("/v1/jobs", json=JOB)).json()["id"]
             await wait_until(
-                lambda: status_is(store, first, JobStatus.SUCCEEDED), 300, "the first job", step_s=1
+                lambda: status_is(store, first, JobStatus.SUCCEEDED), 480, "the first job", step_s=1
             )
             cold_s = time.monotonic() - asked
 
