@@ -126,7 +126,7 @@ class JobStore:
 
     def _enqueue_call(self, record: JobRecord, idempotency_key: str | None) -> Enqueue:
         partition = keys.partition_of(record.id)
-        queue = keys.queue(record.model, partition, record.job_class, record.band)
+        queue = keys.waiting(record.model, partition, record.job_class, record.band)
         fields = {**record.to_hash(), "stream": queue}
         return Enqueue(
             job=keys.job(record.id),
@@ -134,6 +134,8 @@ class JobStore:
             queue=queue,
             units=keys.units(record.model, partition),
             wake=keys.wake_channel(record.model, partition),
+            fair=keys.fair(record.model, partition),
+            active=keys.active(record.model, partition, record.job_class),
             idem=(
                 [keys.idempotency(partition, record.tenant, idempotency_key)]
                 if idempotency_key
@@ -144,6 +146,7 @@ class JobStore:
             qfield=keys.queue_field(record.job_class, record.band),
             ceiling=self.settings.max_queued_units / self.settings.partitions_of(record.model),
             idem_ttl=self.settings.result_ttl_s,
+            tenant=record.tenant,
             fields=[item for pair in fields.items() for item in pair],
         )
 
@@ -187,10 +190,12 @@ class JobStore:
         call = Cancel(
             job=keys.job(job_id),
             events=keys.events(job_id),
-            queue=record.stream or keys.queue(record.model, partition, record.job_class, 0),
+            queue=record.stream or keys.waiting(record.model, partition, record.job_class, 0),
             units=keys.units(record.model, partition),
             channel=keys.events_channel(partition),
             cancel_channel=keys.cancel_channel(partition),
+            fair=keys.fair(record.model, partition),
+            active=keys.active(record.model, partition, record.job_class),
             job_id=job_id,
             now=time.time(),
             ttl=self.settings.result_ttl_s,

@@ -217,3 +217,20 @@ def file_index(tenant: str, purpose: str | None = None) -> str:
     """Sorted set of a tenant's file ids by creation time (or of one purpose's files)."""
     index = f"{PREFIX}:files:{_tenant_files_tag(tenant)}"
     return f"{index}:{purpose}" if purpose else index
+
+
+def waiting(model: str, partition: int, job_class: JobClass, band: int) -> str:
+    """Sorted set of one queue's waiting jobs, every tenant's (members ordered by tenant, then
+    arrival; see ``wait_job`` in the Lua library). A claimed job moves to :func:`queue`."""
+    return f"{PREFIX}:w:{tag(partition)}:{model}:{job_class.value}:{band}"
+
+
+def fair(model: str, partition: int) -> str:
+    """Hash of the partition's fair-sharing state: per class and tenant its virtual counter
+    and waiting jobs, per tenant its reservation credit."""
+    return f"{PREFIX}:fair:{tag(partition)}:{model}"
+
+
+def active(model: str, partition: int, job_class: JobClass) -> str:
+    """Sorted set of the tenants with waiting jobs of ``job_class``, by virtual counter."""
+    return f"{PREFIX}:act:{tag(partition)}:{model}:{job_class.value}"

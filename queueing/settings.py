@@ -43,6 +43,10 @@ class QueueSettings(BaseModel):
     # A claim keeps taking from one partition while its jobs arrived no later than this after
     # the best job of another partition (same class and band): fewer round trips per job.
     claim_slack_ms: int = 50
+    # Fair sharing (README, "Scheduling"): how often a worker re-reads the tenants' weights and
+    # reservations, and how many seconds of its reserved rate a tenant's credit may bank.
+    shares_refresh_s: float = Field(default=2.0, gt=0.0)
+    reserve_burst_s: float = Field(default=2.0, gt=0.0)
 
     def partitions_of(self, model: str) -> int:
         """How many partitions ``model``'s queues are split into."""

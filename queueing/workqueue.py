@@ -15,6 +15,7 @@ from queueing.calls import COUNTERS, Complete, Emit, Pick, Reclaim, Release, Ren
 from queueing.catalogue import ModelSpec
 from queueing.connection import Client, WaitAof, fcall, fcall_many
 from queueing.errors import ServerError, translated
+from queueing.fairshare import SharesArgs
 from queueing.keys import JobClass
 from queueing.partition_view import PartitionView
 from queueing.schemas import JobRecord, JobResult, JobStatus, Usage
@@ -127,6 +128,15 @@ class WorkQueue:
             [keys.queue(spec.name, p, c, b) for c in JobClass for b in range(spec.bands)]
             for p in range(self.partitions)
         ]
+        # What a pick reads besides the streams: waiting sets per queue, active tenants per class.
+        self._fair_keys = [
+            [keys.waiting(spec.name, p, c, b) for c in JobClass for b in range(spec.bands)]
+            + [keys.active(spec.name, p, c) for c in JobClass]
+            for p in range(self.partitions)
+        ]
+        self.shares = SharesArgs(
+            client, spec.name, self.partitions, settings.shares_refresh_s, settings.reserve_burst_s
+        )
         self._partition_of_wake = {
             keys.wake_channel(spec.name, p): p for p in range(self.partitions)
         }
@@ -164,7 +174,8 @@ class WorkQueue:
     ) -> Pick:
         return Pick(
             units=keys.units(self.spec.name, partition),
-            queues=self.queues[partition],
+            fair=keys.fair(self.spec.name, partition),
+            queues=[*self.queues[partition], *self._fair_keys[partition]],
             consumer=self.consumer,
             now_ms=now_ms,
             ageing_ms=self.settings.ageing_ms,
@@ -175,6 +186,8 @@ class WorkQueue:
             batch_from=self.batch_from,
             batch_room="" if batch_room is None else repr(max(batch_room.units, 0.0)),
             batch_slots="" if batch_room is None else str(max(batch_room.jobs, 0)),
+            weights=self.shares.weights,
+            reserved=self.shares.reserved,
             qfields=self.qfields,
         )
 
@@ -198,6 +211,7 @@ class WorkQueue:
         gets the best job, however large, so nothing is too big to run. Batch jobs must also
         fit ``batch_room`` when it is given (the worker's batch share: units and jobs).
         """
+        await self.shares.refresh()
         stale = time.monotonic() - self._refreshed >= self.settings.view_refresh_s
         if stale or self.view.empty:  # nothing known: re-read, should a wake have been missed
             await self.refresh()
@@ -370,6 +384,7 @@ class WorkQueue:
 
     async def release(self, job: ClaimedJob, reason: str, *, graceful: bool) -> bool:
         """Give the job back to its queue; a graceful release does not count as a delivery."""
+        record = job.record
         call = Release(
             job=keys.job(job.id),
             events=keys.events(job.id),
@@ -377,6 +392,9 @@ class WorkQueue:
             units=keys.units(self.spec.name, job.partition),
             wake=keys.wake_channel(self.spec.name, job.partition),
             channel=keys.events_channel(job.partition),
+            waiting=keys.waiting(self.spec.name, job.partition, record.job_class, record.band),
+            fair=keys.fair(self.spec.name, job.partition),
+            active=keys.active(self.spec.name, job.partition, record.job_class),
             consumer=self.consumer,
             entry=job.entry,
             job_id=job.id,

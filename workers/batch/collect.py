@@ -12,6 +12,7 @@ from queueing.batches import Batch, Batches, Outcome, Stop
 from queueing.calls import Cancel
 from queueing.connection import Client, fcall_many
 from queueing.errors import translated
+from queueing.keys import JobClass
 from queueing.schemas import JobRecord, JobStatus
 from queueing.settings import QueueSettings
 from workers.batch.expand import line_id
@@ -36,11 +37,11 @@ class Collector:
 
     async def collect(self, batch: Batch) -> tuple[int, list[tuple[int, list[Any]]]]:
         """Record every finished line; returns how many, and the lines still running
-        (line, [status, stream, model] of its job)."""
+        (line, [status, stream, model, job_class] of its job)."""
         start, end = batch.low, batch.expanded
         done = await self.batches.written(batch.id, start, end)
         pending = [n for n in range(start, end) if n not in done]
-        heads = await self._read(batch, pending, ("status", "stream", "model"))
+        heads = await self._read(batch, pending, ("status", "stream", "model", "job_class"))
         finished: list[int] = []
         running: list[tuple[int, list[Any]]] = []
         for n, head in zip(pending, heads, strict=True):
@@ -64,7 +65,7 @@ class Collector:
         """Cancel the jobs of lines still queued or running (the batch stops)."""
         now = time.time()
         calls = []
-        for number, (_, stream, model) in running:
+        for number, (_, stream, model, job_class) in running:
             job_id = batch.job_id(number)
             partition = keys.partition_of(job_id)
             calls.append(
@@ -75,6 +76,8 @@ class Collector:
                     units=keys.units(model, partition),
                     channel=keys.events_channel(partition),
                     cancel_channel=keys.cancel_channel(partition),
+                    fair=keys.fair(model, partition),
+                    active=keys.active(model, partition, JobClass(job_class)),
                     job_id=job_id,
                     now=now,
                     ttl=self.settings.result_ttl_s,
