@@ -95,6 +95,7 @@ class Enqueue(Call):
     wake: str = key()
     fair: str = key()  # the partition's fair-sharing hash
     active: str = key()  # the job's class's active tenants
+    order: str = key()  # the queue's arrival set (``queue`` is its waiting set)
     idem: Sequence[str] = key_tail()  # [] or [the idempotency key]
     job_id: str = arg()
     cost: float = arg()
@@ -113,7 +114,7 @@ class Pick(Call):
     units: str = key()
     fair: str = key()
     # Per queue (priority order: class major, band minor) its stream, then per queue its
-    # waiting set, then per class its active tenants.
+    # waiting set, then per queue its arrival set, then per class its active tenants.
     queues: Sequence[str] = key_tail()
     consumer: str = arg()
     now_ms: int = arg()
@@ -218,6 +219,7 @@ class Release(Call):
     waiting: str = key()  # the waiting set the job goes back to
     fair: str = key()
     active: str = key()
+    order: str = key()  # the queue's arrival set
     consumer: str = arg()
     entry: str = arg()
     job_id: str = arg()
@@ -238,6 +240,7 @@ class Cancel(Call):
     cancel_channel: str = key()
     fair: str = key()
     active: str = key()
+    order: str = key()  # the queue's arrival set (``queue`` is its waiting set)
     job_id: str = arg()
     now: float = arg()
     ttl: int = arg()

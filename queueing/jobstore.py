@@ -136,6 +136,7 @@ class JobStore:
             wake=keys.wake_channel(record.model, partition),
             fair=keys.fair(record.model, partition),
             active=keys.active(record.model, partition, record.job_class),
+            order=keys.arrivals(record.model, partition, record.job_class, record.band),
             idem=(
                 [keys.idempotency(partition, record.tenant, idempotency_key)]
                 if idempotency_key
@@ -196,6 +197,7 @@ class JobStore:
             cancel_channel=keys.cancel_channel(partition),
             fair=keys.fair(record.model, partition),
             active=keys.active(record.model, partition, record.job_class),
+            order=keys.arrivals(record.model, partition, record.job_class, record.band),
             job_id=job_id,
             now=time.time(),
             ttl=self.settings.result_ttl_s,

@@ -225,6 +225,11 @@ def waiting(model: str, partition: int, job_class: JobClass, band: int) -> str:
     return f"{PREFIX}:w:{tag(partition)}:{model}:{job_class.value}:{band}"
 
 
+def arrivals(model: str, partition: int, job_class: JobClass, band: int) -> str:
+    """Sorted set of the same waiting jobs by arrival: the queue's oldest job comes first."""
+    return f"{PREFIX}:wa:{tag(partition)}:{model}:{job_class.value}:{band}"
+
+
 def fair(model: str, partition: int) -> str:
     """Hash of the partition's fair-sharing state: per class and tenant its virtual counter
     and waiting jobs, per tenant its reservation credit."""

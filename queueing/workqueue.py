@@ -128,9 +128,11 @@ class WorkQueue:
             [keys.queue(spec.name, p, c, b) for c in JobClass for b in range(spec.bands)]
             for p in range(self.partitions)
         ]
-        # What a pick reads besides the streams: waiting sets per queue, active tenants per class.
+        # What a pick reads besides the streams: per queue its waiting and arrival sets, per
+        # class its active tenants.
         self._fair_keys = [
             [keys.waiting(spec.name, p, c, b) for c in JobClass for b in range(spec.bands)]
+            + [keys.arrivals(spec.name, p, c, b) for c in JobClass for b in range(spec.bands)]
             + [keys.active(spec.name, p, c) for c in JobClass]
             for p in range(self.partitions)
         ]
@@ -157,10 +159,15 @@ class WorkQueue:
         return [keys.cancel_channel(p) for p in range(self.partitions)]
 
     def woken(self, channel: str, qfield: str) -> None:
-        """A wake notification: a job of ``qfield`` (class:band) is waiting in that partition."""
-        partition, rank = self._partition_of_wake.get(channel), self._rank_of.get(qfield)
+        """A wake notification: a job of ``qfield`` (class:band) is waiting in that partition;
+        ``class:band+``: its tenant joined others there (the partition is visited next)."""
+        joined = qfield.endswith("+")
+        partition, rank = (
+            self._partition_of_wake.get(channel),
+            self._rank_of.get(qfield.rstrip("+")),
+        )
         if partition is not None and rank is not None:
-            self.view.arrived(partition, rank, time.time() * 1000)
+            self.view.arrived(partition, rank, time.time() * 1000, joined=joined)
 
     def _pick(
         self,
@@ -222,17 +229,20 @@ class WorkQueue:
             if not ranked or len(claimed) >= max_count:
                 break
             partition, bound = ranked[0][1], ranked[1][0] if len(ranked) > 1 else None
+            count = max_count - len(claimed)
+            if self.view.nudged(partition):  # a tenant joined: its job now (the partition's
+                bound, count = None, 1  # first by fair share), the rest in their turn
             call = self._pick(
                 partition,
                 now_ms,
                 room,
-                max_count - len(claimed),
+                count,
                 idle and not claimed,
                 "" if bound is None else repr(bound + self._slack),
                 batch_room,
             )
             picked, rank, ts, stop = await fcall(self.client, call)
-            self.view.set(partition, int(rank), float(ts))
+            self.view.set(partition, int(rank), float(ts), picked_at=now_ms if picked else None)
             jobs = await self._take(partition, _triples(picked))
             claimed += jobs
             room -= sum(job.record.estimated_units for job in jobs)
@@ -395,6 +405,7 @@ class WorkQueue:
             waiting=keys.waiting(self.spec.name, job.partition, record.job_class, record.band),
             fair=keys.fair(self.spec.name, job.partition),
             active=keys.active(self.spec.name, job.partition, record.job_class),
+            order=keys.arrivals(self.spec.name, job.partition, record.job_class, record.band),
             consumer=self.consumer,
             entry=job.entry,
             job_id=job.id,

@@ -56,7 +56,8 @@ end
 -- Fair sharing between the tenants of a class: a virtual token counter per partition.
 -- A waiting job is a member of its queue's waiting set (all scores 0: ordered by bytes),
 -- `<len(tenant)>:<tenant>:<seq>:<enqueued ms>:<units>:<job id>`: the length prefix makes each
--- tenant's members one range, the sequence keeps them in arrival order. The fair hash holds
+-- tenant's members one range, the sequence keeps them in arrival order; the same member is in
+-- the queue's arrival set, scored by the sequence (the queue's oldest job). The fair hash holds
 -- `v:<class>:<tenant>` (the tenant's virtual counter: units served / weight), `n:<class>:<tenant>`
 -- (its waiting jobs), `last:<class>` (the counter of the last tenant served), `seq`, and
 -- `r:<tenant>` / `rt:<tenant>` (its reservation credit in units, and when that was last set, ms).
@@ -70,31 +71,40 @@ local function class_of(qfield)
 end
 
 -- Put a job in its waiting set. A tenant that becomes active in the class gets its counter
--- lifted to the lowest active one (or the last served one), so an idle tenant banks no credit.
--- Returns the member: the job's `entry` while it waits.
-local function wait_job(waiting, fair, active, tenant, class, job_id, units)
+-- lifted to (a hair below) the lowest active one, or the last served one when none is active,
+-- so an idle tenant banks no credit.
+-- Returns the member (the job's `entry` while it waits) and the wake message: `class:band`,
+-- with `+` appended when the tenant joined other active tenants (workers visit that partition
+-- next, however young its jobs: see PartitionView).
+local function wait_job(waiting, order, fair, active, tenant, class, band, job_id, units)
   local seq = redis.call('HINCRBY', fair, 'seq', 1)
   local t = redis.call('TIME')
   local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local member = tenant_prefix(tenant) .. string.format('%016d', seq) .. ':' ..
     string.format('%d', ts) .. ':' .. units .. ':' .. job_id
   redis.call('ZADD', waiting, 0, member)
+  redis.call('ZADD', order, seq, member)
+  local wake = class .. ':' .. band
   if redis.call('HINCRBY', fair, 'n:' .. class .. ':' .. tenant, 1) == 1 then
     local vfield = 'v:' .. class .. ':' .. tenant
     local v = tonumber(redis.call('HGET', fair, vfield) or '0')
     local low = redis.call('ZRANGE', active, 0, 0, 'WITHSCORES')
     local floor = tonumber(low[2] or redis.call('HGET', fair, 'last:' .. class) or '0')
-    if floor > v then
+    if low[1] and floor >= v then  -- a hair below: a tie goes to the tenant that just arrived
+      v = floor - 1e-9 - math.abs(floor) * 1e-12
+    elseif floor > v then
       v = floor
-      redis.call('HSET', fair, vfield, tostring(v))
     end
+    redis.call('HSET', fair, vfield, v)
+    if low[1] then wake = wake .. '+' end
     redis.call('ZADD', active, v, tenant)
   end
-  return member
+  return member, wake
 end
 
 -- Take a job's member out of its waiting set (claimed or cancelled); true if it was there.
-local function unwait(waiting, fair, active, tenant, class, member)
+local function unwait(waiting, order, fair, active, tenant, class, member)
+  redis.call('ZREM', order, member)
   if redis.call('ZREM', waiting, member) == 0 then return false end
   local nfield = 'n:' .. class .. ':' .. tenant
   if redis.call('HINCRBY', fair, nfield, -1) <= 0 then
@@ -104,12 +114,12 @@ local function unwait(waiting, fair, active, tenant, class, member)
   return true
 end
 
--- A waiting-set member as {member, job id, units, enqueued ms, units as sent}.
+-- A waiting-set member as {member, job id, units, enqueued ms, units as sent, tenant}.
 local function parse_member(member)
   local len, rest = string.match(member, '^(%d+):(.*)$')
   local ts, units, job_id = string.match(string.sub(rest, tonumber(len) + 2),
     '^%d+:(%d+):([^:]+):(.+)$')
-  return {member, job_id, tonumber(units), tonumber(ts), units}
+  return {member, job_id, tonumber(units), tonumber(ts), units, string.sub(rest, 1, tonumber(len))}
 end
 
 -- The tenant's oldest member in a waiting set, or nil.
@@ -142,25 +152,27 @@ local function enqueue(keys, args)
   if queued > 0.0001 and queued + cost > tonumber(args[a.ceiling]) then
     return {-1, tostring(queued)}
   end
-  local member = wait_job(keys[k.queue], keys[k.fair], keys[k.active], args[a.tenant],
-    class_of(args[a.qfield]), args[a.job_id], args[a.cost])
+  local class, band = string.match(args[a.qfield], '^([^:]+):(.*)$')
+  local member, wake = wait_job(keys[k.queue], keys[k.order], keys[k.fair], keys[k.active],
+    args[a.tenant], class, band, args[a.job_id], args[a.cost])
   redis.call('HSET', keys[k.job], 'entry', member, unpack(args, a.tail))
   event(keys[k.events], 'status', status_event(S_QUEUED))
   count_queued(units_key, args[a.qfield], cost, 1)
   redis.call('HINCRBY', units_key, ARRIVALS, 1)
   redis.call('HINCRBYFLOAT', units_key, ARRIVED_UNITS, cost)
-  notify(keys[k.wake], args[a.qfield])
+  notify(keys[k.wake], wake)
   if idem then redis.call('SET', idem, args[a.job_id], 'EX', tonumber(args[a.idem_ttl])) end
   return {1, args[a.job_id]}
 end
 
 -- Deliver the partition's best waiting jobs while they fit `room`, score no worse than `bound`
 -- (the best another partition offers) and number fewer than `max_count`; an idle worker always
--- gets the best one, however large. Each class offers the jobs of one tenant: a tenant with
--- reservation credit for the model if any has work in the class, else the active tenant with
--- the lowest virtual counter; its best job per band is a candidate. Score: queue rank (class
--- major, band minor) less its age in ageing periods; a batch entry (rank >= `batch_from`) ages
--- only within its class, never to a score a higher class's entry has. Batch entries also fit
+-- gets the best one, however large. The best queue is the one whose oldest job (any tenant's)
+-- scores best: queue rank (class major, band minor) less its age in ageing periods; a batch
+-- entry (rank >= `batch_from`) ages only within its class, never to a score a higher class's
+-- entry has. Its class then serves one tenant: one with reservation credit for the model if
+-- any has work in the class, else the active tenant with the lowest virtual counter; of that
+-- tenant's jobs in the class, the best scoring one (its own oldest per band). Batch entries also fit
 -- `batch_room` units and number at most `batch_slots` ('' = no cap: the worker's batch share).
 -- A delivered job is added to its queue's stream and read by the consumer (the stream holds
 -- only delivered entries: its pending list is the leases); its tenant's counter advances by
@@ -177,7 +189,7 @@ local function pick(keys, args)
   local weights, reserved = cjson.decode(args[a.weights]), cjson.decode(args[a.reserved])
   local fair, floor = keys[k.fair], batch_from - 0.5
   local nq = #args - a.tail + 1
-  local fields, classes = {}, {}
+  local fields, classes, class_at = {}, {}, {}
   for i = 1, nq do
     local qfield = args[a.tail + i - 1]
     fields[i] = JOBS_OF .. qfield
@@ -188,7 +200,10 @@ local function pick(keys, args)
       classes[#classes].last = i
     end
   end
-  for ci, cl in ipairs(classes) do cl.active = keys[k.tail + 2 * nq + ci - 1] end
+  for ci, cl in ipairs(classes) do
+    cl.active = keys[k.tail + 3 * nq + ci - 1]
+    for i = cl.first, cl.last do class_at[i] = ci end
+  end
   local counts = redis.call('HMGET', keys[k.units], unpack(fields))
   local cands = {}  -- per class: false (no work) or {tenant, reservation or false, heads by queue}
   local function candidate(ci)
@@ -222,28 +237,49 @@ local function pick(keys, args)
     end
     return false
   end
+  local function score_of(i, h)
+    local score = (i - 1) - (now - h[4]) / ageing
+    if i - 1 >= batch_from and score < floor then score = floor end
+    return score
+  end
+  local olds = {}  -- per queue: its oldest job (parsed) or false
+  local function oldest(i)
+    if olds[i] == nil then
+      local m = tonumber(counts[i] or '0') > 0 and
+        redis.call('ZRANGE', keys[k.tail + 2 * nq + i - 1], 0, 0)[1]
+      olds[i] = m and parse_member(m) or false
+    end
+    return olds[i]
+  end
+  -- The best queue by its oldest job: index, score, that job.
   local function best()
-    local bi, bs, bh, bc = nil, nil, nil, nil
-    for ci, cl in ipairs(classes) do
-      local cand = candidate(ci)
-      if cand then
-        for i = cl.first, cl.last do
-          local h = cand.heads[i]
-          if h then
-            local score = (i - 1) - (now - h[4]) / ageing
-            if i - 1 >= batch_from and score < floor then score = floor end
-            if bi == nil or score < bs then bi, bs, bh, bc = i, score, h, ci end
-          end
-        end
+    local bi, bs, bh = nil, nil, nil
+    for i = 1, nq do
+      local h = oldest(i)
+      if h then
+        local score = score_of(i, h)
+        if bi == nil or score < bs then bi, bs, bh = i, score, h end
       end
     end
-    return bi, bs, bh, bc
+    return bi, bs, bh
+  end
+  -- The job the best queue's class serves now: queue index and job (its tenant's best).
+  local function served(qi, old)
+    local ci = class_at[qi]
+    local cand, ji, jh, js = candidate(ci), qi, old, nil
+    if not cand then return ji, jh, nil end
+    for i = classes[ci].first, classes[ci].last do
+      local h = cand.heads[i]
+      if h and (js == nil or score_of(i, h) < js) then ji, jh, js = i, h, score_of(i, h) end
+    end
+    return ji, jh, cand
   end
   local picked, n, stop = {}, 0, 'count'
   while n < max_count do
-    local i, score, h, ci = best()
-    if i == nil then stop = 'empty' break end
+    local qi, score, old = best()
+    if qi == nil then stop = 'empty' break end
     if bound and score > bound then stop = 'bound' break end
+    local i, h, cand = served(qi, old)
     if h[3] > room and not (idle and n == 0) then stop = 'room' break end
     local batch = i - 1 >= batch_from
     if batch and not (idle and n == 0) and ((batch_room and h[3] > batch_room)
@@ -252,21 +288,23 @@ local function pick(keys, args)
     end
     if batch and batch_room then batch_room = batch_room - h[3] end
     if batch and batch_slots then batch_slots = batch_slots - 1 end
-    local cl, cand, stream = classes[ci], cands[ci], keys[k.tail + i - 1]
+    local ci, tenant, stream = class_at[i], h[6], keys[k.tail + i - 1]
+    local cl = classes[ci]
     ensure_group(stream)
     local entry_id = redis.call('XADD', stream, '*', 'job', h[2], 'units', h[5])
     redis.call('XREADGROUP', 'GROUP', GROUP, args[a.consumer], 'COUNT', 1, 'STREAMS', stream, '>')
-    unwait(keys[k.tail + nq + i - 1], fair, cl.active, cand.tenant, cl.name, h[1])
-    if cand.res then
-      local c, at = credit(fair, cand.tenant, cand.res, now)
-      redis.call('HSET', fair, 'r:' .. cand.tenant, tostring(c - h[3]), 'rt:' .. cand.tenant, at)
+    unwait(keys[k.tail + nq + i - 1], keys[k.tail + 2 * nq + i - 1], fair, cl.active, tenant,
+      cl.name, h[1])
+    if cand and cand.res then
+      local c, at = credit(fair, tenant, cand.res, now)
+      redis.call('HSET', fair, 'r:' .. tenant, c - h[3], 'rt:' .. tenant, at)
     else
-      local v = redis.call('HINCRBYFLOAT', fair, 'v:' .. cl.name .. ':' .. cand.tenant,
-        h[3] / (weights[cand.tenant] or 1))
+      local v = redis.call('HINCRBYFLOAT', fair, 'v:' .. cl.name .. ':' .. tenant,
+        h[3] / (weights[tenant] or 1))
       redis.call('HSET', fair, 'last:' .. cl.name, v)
-      redis.call('ZADD', cl.active, 'XX', v, cand.tenant)
+      redis.call('ZADD', cl.active, 'XX', v, tenant)
     end
-    cands[ci] = nil
+    cands[ci], olds[i] = nil, nil
     table.insert(picked, i - 1)
     table.insert(picked, entry_id)
     table.insert(picked, h[2])
@@ -414,14 +452,15 @@ local function release(keys, args)
   if current[1] ~= S_RUNNING or current[2] ~= args[a.consumer] then return 0 end
   local units, qfield = tonumber(current[3]), current[4] .. ':' .. current[5]
   ack(queue, args[a.entry])
-  local member = wait_job(keys[k.waiting], keys[k.fair], keys[k.active], current[6], current[4],
+  local member, wake = wait_job(keys[k.waiting], keys[k.order], keys[k.fair], keys[k.active],
+    current[6], current[4], current[5],
     args[a.job_id], current[3])
   redis.call('HSET', job, 'status', S_QUEUED, 'worker', '', 'stream', keys[k.waiting], 'entry', member)
   if args[a.graceful] == '1' then redis.call('HINCRBY', job, 'attempts', -1) end
   redis.call('HINCRBYFLOAT', units_key, INFLIGHT, -units)
   count_queued(units_key, qfield, units, 1)
   event(keys[k.events], 'status', status_event(S_QUEUED, '"reason":' .. cjson.encode(args[a.reason])))
-  notify(keys[k.wake], qfield)
+  notify(keys[k.wake], wake)
   notify(keys[k.channel], args[a.job_id])
   return 1
 end
@@ -435,7 +474,7 @@ local function cancel(keys, args)
   local status = cur[1]
   if not status then return false end
   if status == S_QUEUED then
-    unwait(keys[k.queue], keys[k.fair], keys[k.active], cur[6], cur[4], cur[2])
+    unwait(keys[k.queue], keys[k.order], keys[k.fair], keys[k.active], cur[6], cur[4], cur[2])
     count_queued(keys[k.units], cur[4] .. ':' .. cur[5], -tonumber(cur[3]), -1)
     redis.call('HINCRBY', keys[k.units], S_CANCELLED, 1)
     redis.call('HSET', job, 'status', S_CANCELLED, 'finished_at', args[a.now],

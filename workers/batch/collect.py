@@ -37,11 +37,11 @@ class Collector:
 
     async def collect(self, batch: Batch) -> tuple[int, list[tuple[int, list[Any]]]]:
         """Record every finished line; returns how many, and the lines still running
-        (line, [status, stream, model, job_class] of its job)."""
+        (line, [status, stream, model, job_class, band] of its job)."""
         start, end = batch.low, batch.expanded
         done = await self.batches.written(batch.id, start, end)
         pending = [n for n in range(start, end) if n not in done]
-        heads = await self._read(batch, pending, ("status", "stream", "model", "job_class"))
+        heads = await self._read(batch, pending, ("status", "stream", "model", "job_class", "band"))
         finished: list[int] = []
         running: list[tuple[int, list[Any]]] = []
         for n, head in zip(pending, heads, strict=True):
@@ -65,7 +65,7 @@ class Collector:
         """Cancel the jobs of lines still queued or running (the batch stops)."""
         now = time.time()
         calls = []
-        for number, (_, stream, model, job_class) in running:
+        for number, (_, stream, model, job_class, band) in running:
             job_id = batch.job_id(number)
             partition = keys.partition_of(job_id)
             calls.append(
@@ -78,6 +78,7 @@ class Collector:
                     cancel_channel=keys.cancel_channel(partition),
                     fair=keys.fair(model, partition),
                     active=keys.active(model, partition, JobClass(job_class)),
+                    order=keys.arrivals(model, partition, JobClass(job_class), int(band)),
                     job_id=job_id,
                     now=now,
                     ttl=self.settings.result_ttl_s,
