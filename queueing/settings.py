@@ -46,7 +46,7 @@ class QueueSettings(BaseModel):
     # Fair sharing (README, "Scheduling"): how often a worker re-reads the tenants' weights and
     # reservations, and how many seconds of its reserved rate a tenant's credit may bank.
     shares_refresh_s: float = Field(default=2.0, gt=0.0)
-    reserve_burst_s: float = Field(default=2.0, gt=0.0)
+    reserve_burst_s: float = Field(default=5.0, gt=0.0)
 
     def partitions_of(self, model: str) -> int:
         """How many partitions ``model``'s queues are split into."""
