@@ -84,7 +84,7 @@ def interleave(floods: dict[str, list[JobRecord]]) -> list[JobRecord]:
     return [r[n] for n in range(longest) for r in floods.values() if n < len(r)]
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)  # the session engine may start here: minutes on a loaded machine
 async def test_a_reservation_is_served_while_another_tenant_floods(
     queue_url: str,
     redis_client: aioredis.Redis,
