@@ -97,12 +97,16 @@ class Enqueue(Call):
     queue: str = key()
     units: str = key()
     wake: str = key()
+    fair: str = key()  # the partition's fair-sharing hash
+    active: str = key()  # the job's class's active tenants
+    order: str = key()  # the queue's arrival set (``queue`` is its waiting set)
     idem: Sequence[str] = key_tail()  # [] or [the idempotency key]
     job_id: str = arg()
     cost: float = arg()
     qfield: str = arg()
     ceiling: float = arg()
     idem_ttl: int = arg()
+    tenant: str = arg()
     fields: Sequence[str] = arg_tail()  # the job hash, flattened
 
 
@@ -112,7 +116,10 @@ class Pick(Call):
 
     function = "iq_pick"
     units: str = key()
-    queues: Sequence[str] = key_tail()  # priority order: class major, band minor
+    fair: str = key()
+    # Per queue (priority order: class major, band minor) its stream, then per queue its
+    # waiting set, then per queue its arrival set, then per class its active tenants.
+    queues: Sequence[str] = key_tail()
     consumer: str = arg()
     now_ms: int = arg()
     ageing_ms: int = arg()
@@ -123,6 +130,8 @@ class Pick(Call):
     batch_from: int = arg()  # index of the first batch-class queue: its ageing stops there
     batch_room: str = arg()  # '' or the units batch entries may still take (the batch share)
     batch_slots: str = arg()  # '' or how many batch entries may still be taken
+    weights: str = arg()  # JSON {tenant: weight} of tenants whose weight is not 1
+    reserved: str = arg()  # JSON {tenant: [units/s in this partition, burst units]}
     qfields: Sequence[str] = arg_tail()  # class:band of each queue
 
 
@@ -217,6 +226,10 @@ class Release(Call):
     units: str = key()
     wake: str = key()
     channel: str = key()
+    waiting: str = key()  # the waiting set the job goes back to
+    fair: str = key()
+    active: str = key()
+    order: str = key()  # the queue's arrival set
     consumer: str = arg()
     entry: str = arg()
     job_id: str = arg()
@@ -235,6 +248,9 @@ class Cancel(Call):
     units: str = key()
     channel: str = key()
     cancel_channel: str = key()
+    fair: str = key()
+    active: str = key()
+    order: str = key()  # the queue's arrival set (``queue`` is its waiting set)
     job_id: str = arg()
     now: float = arg()
     ttl: int = arg()
@@ -414,9 +430,12 @@ class Handoff(Call):
     job: str = key()
     events: str = key()
     pre: str = key()
-    queue: str = key()
+    queue: str = key()  # the model queue's waiting set
     units: str = key()
     wake: str = key()
+    fair: str = key()  # the partition's fair-sharing hash
+    active: str = key()  # the job's class's active tenants
+    order: str = key()  # the queue's arrival set
     images: Sequence[str] = key_tail()  # the prepared images' keys (their TTL is renewed)
     consumer: str = arg()
     entry: str = arg()

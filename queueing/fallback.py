@@ -16,7 +16,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from queueing import keys
 from queueing.calls import COUNTERS
@@ -99,34 +98,33 @@ async def meant_to_run(client: Client, model: str) -> bool:
 async def oldest_interactive_wait_s(
     client: Client, settings: QueueSettings, spec: ModelSpec, now_ms: float
 ) -> float:
-    """Seconds the oldest undelivered interactive job of ``spec`` has waited (0: none waits).
+    """Seconds the oldest waiting interactive job of ``spec`` has waited (0: none waits).
 
-    Each queue stream delivers in order, so its first entry after the consumer group's last
-    delivered id is its oldest waiting one; an entry id starts with its enqueue time (ms).
+    Each queue's arrival set holds its waiting jobs by arrival, so its first member is its
+    oldest; a member reads ``<len(tenant)>:<tenant>:<seq>:<enqueued ms>:<units>:<job id>``.
     """
     counters = (await read_counters(client, settings, [spec.name]))[spec.name]
-    streams = [
-        keys.queue(spec.name, partition, JobClass.INTERACTIVE, band)
+    orders = [
+        keys.arrivals(spec.name, partition, JobClass.INTERACTIVE, band)
         for partition, raw in enumerate(counters)
         for band in range(spec.bands)
         if float(raw.get(COUNTERS["JOBS_OF"] + keys.queue_field(JobClass.INTERACTIVE, band), 0))
     ]
-    if not streams:
+    if not orders:
         return 0.0
     with translated(f"cannot read the interactive queues of {spec.name}"):
         async with client.pipeline(transaction=False) as pipe:
-            for stream in streams:
-                pipe.xinfo_groups(stream)
-            groups: list[list[dict[str, Any]]] = await pipe.execute()
-        async with client.pipeline(transaction=False) as pipe:
-            for stream, info in zip(streams, groups, strict=True):
-                last = next(
-                    (g["last-delivered-id"] for g in info if g["name"] == keys.GROUP), "0-0"
-                )
-                pipe.xrange(stream, min=f"({last}", count=1)
-            heads: list[list[tuple[str, Any]]] = await pipe.execute()
-    enqueued = [int(rows[0][0].split("-")[0]) for rows in heads if rows]
+            for order in orders:
+                pipe.zrange(order, 0, 0)
+            heads: list[list[str]] = await pipe.execute()
+    enqueued = [_enqueued_ms(rows[0]) for rows in heads if rows]
     return max(0.0, (now_ms - min(enqueued)) / 1000) if enqueued else 0.0
+
+
+def _enqueued_ms(member: str) -> int:
+    """The enqueue time (ms) of a waiting-set member (see ``wait_job`` in the Lua library)."""
+    length, rest = member.split(":", 1)
+    return int(rest[int(length) + 1 :].split(":")[1])
 
 
 class FallbackRouter:

@@ -129,7 +129,7 @@ class JobStore:
         if record.images:  # its images are prepared first (the preprocess tier)
             return self._prequeue_call(record, idempotency_key)
         partition = keys.partition_of(record.id)
-        queue = keys.queue(record.model, partition, record.job_class, record.band)
+        queue = keys.waiting(record.model, partition, record.job_class, record.band)
         fields = {**record.to_hash(), "stream": queue}
         return Enqueue(
             job=keys.job(record.id),
@@ -137,6 +137,9 @@ class JobStore:
             queue=queue,
             units=keys.units(record.model, partition),
             wake=keys.wake_channel(record.model, partition),
+            fair=keys.fair(record.model, partition),
+            active=keys.active(record.model, partition, record.job_class),
+            order=keys.arrivals(record.model, partition, record.job_class, record.band),
             idem=(
                 [keys.idempotency(partition, record.tenant, idempotency_key)]
                 if idempotency_key
@@ -147,6 +150,7 @@ class JobStore:
             qfield=keys.queue_field(record.job_class, record.band),
             ceiling=self.settings.max_queued_units / self.settings.partitions_of(record.model),
             idem_ttl=self.settings.result_ttl_s,
+            tenant=record.tenant,
             fields=[item for pair in fields.items() for item in pair],
         )
 
@@ -209,25 +213,34 @@ class JobStore:
     async def cancel(self, job_id: str, tenant: str) -> JobRecord:
         """Cancel: a queued job is removed at once; a running one is aborted by its worker."""
         record = await self.get(job_id, tenant)
-        partition = keys.partition_of(job_id)
-        now = time.time()
-        usage, usage_total = usage_keys(partition, now, self.settings)
-        call = Cancel(
-            job=keys.job(job_id),
-            events=keys.events(job_id),
-            queue=record.stream or keys.queue(record.model, partition, record.job_class, 0),
+        for _ in range(5):  # the job moved on (handed on, released) since read: read it again
+            if await fcall(self.client, self._cancel_call(record)) != "moved":
+                break
+            record = await self.get(job_id, tenant)
+        return await self.get(job_id, tenant)
+
+    def _cancel_call(self, record: JobRecord) -> Cancel:
+        """The cancel of ``record`` as read: ``queue`` is where it waits (a preprocess stream,
+        or its model queue's waiting set) or its stream once delivered."""
+        partition = keys.partition_of(record.id)
+        usage, usage_total = usage_keys(partition, time.time(), self.settings)
+        return Cancel(
+            job=keys.job(record.id),
+            events=keys.events(record.id),
+            queue=record.stream or keys.waiting(record.model, partition, record.job_class, 0),
             units=keys.units(record.model, partition),
             channel=keys.events_channel(partition),
             cancel_channel=keys.cancel_channel(partition),
-            job_id=job_id,
-            now=now,
+            fair=keys.fair(record.model, partition),
+            active=keys.active(record.model, partition, record.job_class),
+            order=keys.arrivals(record.model, partition, record.job_class, record.band),
+            job_id=record.id,
+            now=time.time(),
             ttl=self.settings.result_ttl_s,
             usage=usage,
             usage_total=usage_total,
             usage_ttl=self.settings.usage_ttl_s,
         )
-        await fcall(self.client, call)
-        return await self.get(job_id, tenant)
 
     async def events(self, job_id: str, after: str = "0-0", count: int = 1000) -> list[JobEvent]:
         """Events strictly after stream id ``after``."""

@@ -251,3 +251,25 @@ def rate_limit(tenant: str) -> str:
     """Hash of one tenant's token buckets (requests and units per minute): one slot each."""
     digest = hashlib.sha256(tenant.encode()).hexdigest()[:16]  # any tenant name fits a tag
     return f"{PREFIX}:rl:{{r:{digest}}}"
+
+
+def waiting(model: str, partition: int, job_class: JobClass, band: int) -> str:
+    """Sorted set of one queue's waiting jobs, every tenant's (members ordered by tenant, then
+    arrival; see ``wait_job`` in the Lua library). A claimed job moves to :func:`queue`."""
+    return f"{PREFIX}:w:{tag(partition)}:{model}:{job_class.value}:{band}"
+
+
+def arrivals(model: str, partition: int, job_class: JobClass, band: int) -> str:
+    """Sorted set of the same waiting jobs by arrival: the queue's oldest job comes first."""
+    return f"{PREFIX}:wa:{tag(partition)}:{model}:{job_class.value}:{band}"
+
+
+def fair(model: str, partition: int) -> str:
+    """Hash of the partition's fair-sharing state: per class and tenant its virtual counter
+    and waiting jobs, per tenant its reservation credit."""
+    return f"{PREFIX}:fair:{tag(partition)}:{model}"
+
+
+def active(model: str, partition: int, job_class: JobClass) -> str:
+    """Sorted set of the tenants with waiting jobs of ``job_class``, by virtual counter."""
+    return f"{PREFIX}:act:{tag(partition)}:{model}:{job_class.value}"

@@ -16,21 +16,38 @@ class PartitionView:
         self.ageing_ms = ageing_ms
         self.batch_from = batch_from
         self._best: dict[int, tuple[int, float]] = {}
+        # Partitions where a tenant joined others (rank of its job): visited next within that
+        # rank, since each partition shares its own queues between tenants and the claim
+        # otherwise visits partitions by their oldest job, however young the newcomer's is.
+        self._joined: dict[int, tuple[int, float]] = {}  # partition -> rank, when (ms)
 
     @property
     def empty(self) -> bool:
         """True when no partition is known to hold work."""
         return not self._best
 
-    def set(self, partition: int, rank: int, enqueued_ms: float) -> None:
-        """What the server just said of ``partition`` (``rank`` -1: nothing waits there)."""
+    def set(
+        self, partition: int, rank: int, enqueued_ms: float, *, picked_at: float | None = None
+    ) -> None:
+        """What the server just said of ``partition`` (``rank`` -1: nothing waits there);
+        ``picked_at``: when a pick that delivered jobs there started (ms): a tenant that joined
+        before then has had its turn."""
+        joined = self._joined.get(partition)
+        if joined and (rank < 0 or (picked_at is not None and joined[1] <= picked_at)):
+            del self._joined[partition]
         if rank < 0:
             self._best.pop(partition, None)
         else:
             self._best[partition] = (rank, enqueued_ms)
 
-    def arrived(self, partition: int, rank: int, enqueued_ms: float) -> None:
-        """A job of ``rank`` arrived: it is the partition's best if it beats what is known."""
+    def arrived(
+        self, partition: int, rank: int, enqueued_ms: float, *, joined: bool = False
+    ) -> None:
+        """A job of ``rank`` arrived: it is the partition's best if it beats what is known;
+        ``joined``: its tenant joined other tenants waiting there."""
+        if joined:
+            known = self._joined.get(partition)
+            self._joined[partition] = (min(rank, known[0]) if known else rank, enqueued_ms)
         known = self._best.get(partition)
         if known is None or self._score(rank, enqueued_ms, enqueued_ms) < self._score(
             *known, enqueued_ms
@@ -53,6 +70,17 @@ class PartitionView:
         known = self._best.get(partition)
         return math.inf if known is None else self._score(*known, now_ms)
 
+    def nudged(self, partition: int) -> bool:
+        """A tenant joined others in ``partition`` since a claim last picked there."""
+        return partition in self._joined
+
     def ranked(self, now_ms: float) -> list[tuple[float, int]]:
-        """``(score, partition)`` of every partition known to hold work, best first."""
-        return sorted((self._score(r, t, now_ms), p) for p, (r, t) in self._best.items())
+        """``(score, partition)`` of every partition known to hold work, best first; a
+        partition where a tenant joined goes just before those whose best job is of its job's
+        rank or a lower one (never before more urgent work)."""
+        scores = {p: self._score(r, t, now_ms) for p, (r, t) in self._best.items()}
+        for partition, (rank, _) in self._joined.items():
+            if partition in scores:
+                peers = [scores[p] for p, (r, _) in self._best.items() if r >= rank]
+                scores[partition] = min([scores[partition], *(s - 1e-9 for s in peers)])
+        return sorted((score, p) for p, score in scores.items())

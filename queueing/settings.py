@@ -54,6 +54,10 @@ class QueueSettings(BaseModel):
     # Usage metering (README, "Tenants"): per-partition usage hashes, one per time bucket.
     usage_bucket_s: Annotated[int, Field(ge=60)] = 3_600
     usage_ttl_s: Annotated[int, Field(ge=60)] = 35 * 24 * 3600
+    # Fair sharing (README, "Scheduling"): how often a worker re-reads the tenants' weights and
+    # reservations, and how many seconds of its reserved rate a tenant's credit may bank.
+    shares_refresh_s: float = Field(default=2.0, gt=0.0)
+    reserve_burst_s: float = Field(default=5.0, gt=0.0)
 
     def partitions_of(self, model: str) -> int:
         """How many partitions ``model``'s queues are split into."""

@@ -15,6 +15,7 @@ from queueing.calls import COUNTERS, Complete, Emit, Pick, Reclaim, Release, Ren
 from queueing.catalogue import ModelSpec
 from queueing.connection import Client, WaitAof, fcall, fcall_many
 from queueing.errors import ServerError, translated
+from queueing.fairshare import SharesArgs
 from queueing.keys import JobClass
 from queueing.partition_view import PartitionView
 from queueing.schemas import JobRecord, JobResult, JobStatus, Usage
@@ -128,6 +129,17 @@ class WorkQueue:
             [keys.queue(spec.name, p, c, b) for c in JobClass for b in range(spec.bands)]
             for p in range(self.partitions)
         ]
+        # What a pick reads besides the streams: per queue its waiting and arrival sets, per
+        # class its active tenants.
+        self._fair_keys = [
+            [keys.waiting(spec.name, p, c, b) for c in JobClass for b in range(spec.bands)]
+            + [keys.arrivals(spec.name, p, c, b) for c in JobClass for b in range(spec.bands)]
+            + [keys.active(spec.name, p, c) for c in JobClass]
+            for p in range(self.partitions)
+        ]
+        self.shares = SharesArgs(
+            client, spec.name, self.partitions, settings.shares_refresh_s, settings.reserve_burst_s
+        )
         self._partition_of_wake = {
             keys.wake_channel(spec.name, p): p for p in range(self.partitions)
         }
@@ -148,10 +160,15 @@ class WorkQueue:
         return [keys.cancel_channel(p) for p in range(self.partitions)]
 
     def woken(self, channel: str, qfield: str) -> None:
-        """A wake notification: a job of ``qfield`` (class:band) is waiting in that partition."""
-        partition, rank = self._partition_of_wake.get(channel), self._rank_of.get(qfield)
+        """A wake notification: a job of ``qfield`` (class:band) is waiting in that partition;
+        ``class:band+``: its tenant joined others there (the partition is visited next)."""
+        joined = qfield.endswith("+")
+        partition, rank = (
+            self._partition_of_wake.get(channel),
+            self._rank_of.get(qfield.rstrip("+")),
+        )
         if partition is not None and rank is not None:
-            self.view.arrived(partition, rank, time.time() * 1000)
+            self.view.arrived(partition, rank, time.time() * 1000, joined=joined)
 
     def _pick(
         self,
@@ -165,7 +182,8 @@ class WorkQueue:
     ) -> Pick:
         return Pick(
             units=keys.units(self.spec.name, partition),
-            queues=self.queues[partition],
+            fair=keys.fair(self.spec.name, partition),
+            queues=[*self.queues[partition], *self._fair_keys[partition]],
             consumer=self.consumer,
             now_ms=now_ms,
             ageing_ms=self.settings.ageing_ms,
@@ -176,6 +194,8 @@ class WorkQueue:
             batch_from=self.batch_from,
             batch_room="" if batch_room is None else repr(max(batch_room.units, 0.0)),
             batch_slots="" if batch_room is None else str(max(batch_room.jobs, 0)),
+            weights=self.shares.weights,
+            reserved=self.shares.reserved,
             qfields=self.qfields,
         )
 
@@ -199,6 +219,7 @@ class WorkQueue:
         gets the best job, however large, so nothing is too big to run. Batch jobs must also
         fit ``batch_room`` when it is given (the worker's batch share: units and jobs).
         """
+        await self.shares.refresh()
         stale = time.monotonic() - self._refreshed >= self.settings.view_refresh_s
         if stale or self.view.empty:  # nothing known: re-read, should a wake have been missed
             await self.refresh()
@@ -209,17 +230,20 @@ class WorkQueue:
             if not ranked or len(claimed) >= max_count:
                 break
             partition, bound = ranked[0][1], ranked[1][0] if len(ranked) > 1 else None
+            count = max_count - len(claimed)
+            if self.view.nudged(partition):  # a tenant joined: its job now (the partition's
+                bound, count = None, 1  # first by fair share), the rest in their turn
             call = self._pick(
                 partition,
                 now_ms,
                 room,
-                max_count - len(claimed),
+                count,
                 idle and not claimed,
                 "" if bound is None else repr(bound + self._slack),
                 batch_room,
             )
             picked, rank, ts, stop = await fcall(self.client, call)
-            self.view.set(partition, int(rank), float(ts))
+            self.view.set(partition, int(rank), float(ts), picked_at=now_ms if picked else None)
             jobs = await self._take(partition, _triples(picked))
             claimed += jobs
             room -= sum(job.record.estimated_units for job in jobs)
@@ -363,6 +387,7 @@ class WorkQueue:
 
     async def release(self, job: ClaimedJob, reason: str, *, graceful: bool) -> bool:
         """Give the job back to its queue; a graceful release does not count as a delivery."""
+        record = job.record
         call = Release(
             job=keys.job(job.id),
             events=keys.events(job.id),
@@ -370,6 +395,10 @@ class WorkQueue:
             units=keys.units(self.spec.name, job.partition),
             wake=keys.wake_channel(self.spec.name, job.partition),
             channel=keys.events_channel(job.partition),
+            waiting=keys.waiting(self.spec.name, job.partition, record.job_class, record.band),
+            fair=keys.fair(self.spec.name, job.partition),
+            active=keys.active(self.spec.name, job.partition, record.job_class),
+            order=keys.arrivals(self.spec.name, job.partition, record.job_class, record.band),
             consumer=self.consumer,
             entry=job.entry,
             job_id=job.id,

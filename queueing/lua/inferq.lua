@@ -92,6 +92,90 @@ local function meter(bucket, total, ttl, job, status, units)
   redis.call('EXPIRE', bucket, ttl)
 end
 
+-- Fair sharing between the tenants of a class: a virtual token counter per partition.
+-- A waiting job is a member of its queue's waiting set (all scores 0: ordered by bytes),
+-- `<len(tenant)>:<tenant>:<seq>:<enqueued ms>:<units>:<job id>`: the length prefix makes each
+-- tenant's members one range, the sequence keeps them in arrival order; the same member is in
+-- the queue's arrival set, scored by the sequence (the queue's oldest job). The fair hash holds
+-- `v:<class>:<tenant>` (the tenant's virtual counter: units served / weight), `n:<class>:<tenant>`
+-- (its waiting jobs), `last:<class>` (the counter of the last tenant served), `seq`, and
+-- `r:<tenant>` / `rt:<tenant>` (its reservation credit in units, and when that was last set, ms).
+
+local function tenant_prefix(tenant)
+  return #tenant .. ':' .. tenant .. ':'
+end
+
+local function class_of(qfield)
+  return string.match(qfield, '^([^:]+)')
+end
+
+-- Put a job in its waiting set. A tenant that becomes active in the class gets its counter
+-- lifted to (a hair below) the lowest active one, or the last served one when none is active,
+-- so an idle tenant banks no credit.
+-- Returns the member (the job's `entry` while it waits) and the wake message: `class:band`,
+-- with `+` appended when the tenant joined other active tenants (workers visit that partition
+-- next, however young its jobs: see PartitionView).
+local function wait_job(waiting, order, fair, active, tenant, class, band, job_id, units)
+  local seq = redis.call('HINCRBY', fair, 'seq', 1)
+  local t = redis.call('TIME')
+  local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local member = tenant_prefix(tenant) .. string.format('%016d', seq) .. ':' ..
+    string.format('%d', ts) .. ':' .. units .. ':' .. job_id
+  redis.call('ZADD', waiting, 0, member)
+  redis.call('ZADD', order, seq, member)
+  local wake = class .. ':' .. band
+  if redis.call('HINCRBY', fair, 'n:' .. class .. ':' .. tenant, 1) == 1 then
+    local vfield = 'v:' .. class .. ':' .. tenant
+    local v = tonumber(redis.call('HGET', fair, vfield) or '0')
+    local low = redis.call('ZRANGE', active, 0, 0, 'WITHSCORES')
+    local floor = tonumber(low[2] or redis.call('HGET', fair, 'last:' .. class) or '0')
+    if low[1] and floor >= v then  -- a hair below: a tie goes to the tenant that just arrived
+      v = floor - 1e-9 - math.abs(floor) * 1e-12
+    elseif floor > v then
+      v = floor
+    end
+    redis.call('HSET', fair, vfield, v)
+    if low[1] then wake = wake .. '+' end
+    redis.call('ZADD', active, v, tenant)
+  end
+  return member, wake
+end
+
+-- Take a job's member out of its waiting set (claimed or cancelled); true if it was there.
+local function unwait(waiting, order, fair, active, tenant, class, member)
+  redis.call('ZREM', order, member)
+  if redis.call('ZREM', waiting, member) == 0 then return false end
+  local nfield = 'n:' .. class .. ':' .. tenant
+  if redis.call('HINCRBY', fair, nfield, -1) <= 0 then
+    redis.call('HDEL', fair, nfield)
+    redis.call('ZREM', active, tenant)
+  end
+  return true
+end
+
+-- A waiting-set member as {member, job id, units, enqueued ms, units as sent, tenant}.
+local function parse_member(member)
+  local len, rest = string.match(member, '^(%d+):(.*)$')
+  local ts, units, job_id = string.match(string.sub(rest, tonumber(len) + 2),
+    '^%d+:(%d+):([^:]+):(.+)$')
+  return {member, job_id, tonumber(units), tonumber(ts), units, string.sub(rest, 1, tonumber(len))}
+end
+
+-- The tenant's oldest member in a waiting set, or nil.
+local function first_of(waiting, tenant)
+  local p = tenant_prefix(tenant)
+  return redis.call('ZRANGEBYLEX', waiting, '[' .. p, '(' .. p .. '\255', 'LIMIT', 0, 1)[1]
+end
+
+-- A reservation's credit at `now` (ms): it accrues at res[1] units/s up to res[2] units (the
+-- burst); a job taken on credit may leave a debt that accrues back first.
+local function credit(fair, tenant, res, now)
+  local raw = redis.call('HMGET', fair, 'r:' .. tenant, 'rt:' .. tenant)
+  local c, at = tonumber(raw[1] or res[2]), tonumber(raw[2] or now)
+  if now > at then c = math.min(res[2], c + (now - at) * res[1] / 1000) end
+  return c, math.max(now, at)
+end
+
 -- Returns {1, job_id}, {0, earlier job_id} on a replayed idempotency key, {-1, queued units}
 -- when the partition is past its ceiling.
 local function enqueue(keys, args)
@@ -107,60 +191,35 @@ local function enqueue(keys, args)
   if queued > 0.0001 and queued + cost > tonumber(args[a.ceiling]) then
     return {-1, tostring(queued)}
   end
-  ensure_group(keys[k.queue])
-  local entry_id = redis.call('XADD', keys[k.queue], '*', 'job', args[a.job_id], 'units', args[a.cost])
-  redis.call('HSET', keys[k.job], 'entry', entry_id, unpack(args, a.tail))
+  local class, band = string.match(args[a.qfield], '^([^:]+):(.*)$')
+  local member, wake = wait_job(keys[k.queue], keys[k.order], keys[k.fair], keys[k.active],
+    args[a.tenant], class, band, args[a.job_id], args[a.cost])
+  redis.call('HSET', keys[k.job], unpack(args, a.tail))
+  redis.call('HSET', keys[k.job], 'entry', member)  -- over any `entry` the fields carry
   event(keys[k.events], 'status', status_event(S_QUEUED))
   count_queued(units_key, args[a.qfield], cost, 1)
   count_tenant(units_key, redis.call('HGET', keys[k.job], 'tenant'), cost)
   redis.call('HINCRBY', units_key, ARRIVALS, 1)
   redis.call('HINCRBYFLOAT', units_key, ARRIVED_UNITS, cost)
-  notify(keys[k.wake], args[a.qfield])
+  notify(keys[k.wake], wake)
   if idem then redis.call('SET', idem, args[a.job_id], 'EX', tonumber(args[a.idem_ttl])) end
   return {1, args[a.job_id]}
 end
 
--- A reader over a queue's undelivered entries (after the group's last-delivered id), or false.
--- Entries are read ahead in growing chunks, so a pick reads each queue's group info once.
-local function cursor(queue)
-  if redis.call('EXISTS', queue) == 0 then return false end
-  local last = '0-0'
-  for _, g in ipairs(redis.call('XINFO', 'GROUPS', queue)) do
-    local info = {}
-    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
-    if info['name'] == GROUP then last = info['last-delivered-id'] end
-  end
-  return {queue = queue, after = last, rows = {}, pos = 1, chunk = 4, drained = false}
-end
-
--- The cursor's next undelivered entry: {entry_id, job_id, units, ts_ms}, or nil.
--- `want` bounds how many entries a refill reads.
-local function head(c, want)
-  if c.pos > #c.rows then
-    if c.drained then return nil end
-    local n = math.max(1, math.min(c.chunk, want))
-    local rows = redis.call('XRANGE', c.queue, '(' .. c.after, '+', 'COUNT', n)
-    c.drained, c.rows, c.pos, c.chunk = #rows < n, {}, 1, c.chunk * 4
-    for i, row in ipairs(rows) do
-      local id, f = row[1], row[2]
-      local fields = {}
-      for j = 1, #f, 2 do fields[f[j]] = f[j + 1] end
-      c.rows[i] = {id, fields['job'], tonumber(fields['units']), tonumber(string.match(id, '^(%d+)'))}
-    end
-    if #rows == 0 then return nil end
-    c.after = rows[#rows][1]
-  end
-  return c.rows[c.pos]
-end
-
--- Deliver the partition's best entries while they fit `room`, score no worse than `bound`
+-- Deliver the partition's best waiting jobs while they fit `room`, score no worse than `bound`
 -- (the best another partition offers) and number fewer than `max_count`; an idle worker always
--- gets the best one, however large. Score: queue rank (class major, band minor) less its age in
--- ageing periods; a batch entry (rank >= `batch_from`) ages only within its class, never to a
--- score a higher class's entry has. Batch entries also fit `batch_room` units and number at
--- most `batch_slots` ('' = no cap: the worker's batch share). Returns {picked: queue index (0-based), entry id, job id, ...; the rank
--- (0-based, -1 when empty) and enqueue time (ms) of the best entry left; why it stopped:
--- 'count', 'empty', 'bound', 'room' or 'share'}.
+-- gets the best one, however large. The best queue is the one whose oldest job (any tenant's)
+-- scores best: queue rank (class major, band minor) less its age in ageing periods; a batch
+-- entry (rank >= `batch_from`) ages only within its class, never to a score a higher class's
+-- entry has. Its class then serves one tenant: one with reservation credit for the model if
+-- any has work in the class, else the active tenant with the lowest virtual counter; of that
+-- tenant's jobs in the class, the best scoring one (its own oldest per band). Batch entries also fit
+-- `batch_room` units and number at most `batch_slots` ('' = no cap: the worker's batch share).
+-- A delivered job is added to its queue's stream and read by the consumer (the stream holds
+-- only delivered entries: its pending list is the leases); its tenant's counter advances by
+-- units / weight, or its credit by -units. Returns {picked: queue index (0-based), entry id,
+-- job id, ...; the rank (0-based, -1 when empty) and enqueue time (ms) of the best job left; why
+-- it stopped: 'count', 'empty', 'bound', 'room' or 'share'}.
 local function pick(keys, args)
   local k, a = K.iq_pick, A.iq_pick
   local now, ageing = tonumber(args[a.now_ms]), tonumber(args[a.ageing_ms])
@@ -168,32 +227,100 @@ local function pick(keys, args)
   local idle, bound = args[a.idle] == '1', tonumber(args[a.bound])
   local batch_from, batch_room = tonumber(args[a.batch_from]), tonumber(args[a.batch_room])
   local batch_slots = tonumber(args[a.batch_slots])
-  local floor = batch_from - 0.5
-  local nq = #keys - k.tail + 1
-  local fields = {}
-  for i = 1, nq do fields[i] = JOBS_OF .. args[a.tail + i - 1] end
-  local counts = redis.call('HMGET', keys[k.units], unpack(fields))
-  local cursors = {}
+  local weights, reserved = cjson.decode(args[a.weights]), cjson.decode(args[a.reserved])
+  local fair, floor = keys[k.fair], batch_from - 0.5
+  local nq = #args - a.tail + 1
+  local fields, classes, class_at = {}, {}, {}
   for i = 1, nq do
-    if tonumber(counts[i] or '0') > 0 then cursors[i] = cursor(keys[k.tail + i - 1]) end
+    local qfield = args[a.tail + i - 1]
+    fields[i] = JOBS_OF .. qfield
+    local name = class_of(qfield)
+    if #classes == 0 or classes[#classes].name ~= name then
+      table.insert(classes, {name = name, first = i, last = i})
+    else
+      classes[#classes].last = i
+    end
   end
-  local function best(want)
+  for ci, cl in ipairs(classes) do
+    cl.active = keys[k.tail + 3 * nq + ci - 1]
+    for i = cl.first, cl.last do class_at[i] = ci end
+  end
+  local counts = redis.call('HMGET', keys[k.units], unpack(fields))
+  local cands = {}  -- per class: false (no work) or {tenant, reservation or false, heads by queue}
+  local function candidate(ci)
+    if cands[ci] ~= nil then return cands[ci] end
+    local cl, any = classes[ci], false
+    for i = cl.first, cl.last do any = any or tonumber(counts[i] or '0') > 0 end
+    cands[ci] = false
+    if not any then return false end
+    local tenant, res, most = nil, false, nil
+    for t, r in pairs(reserved) do
+      if redis.call('HEXISTS', fair, 'n:' .. cl.name .. ':' .. t) == 1 then
+        local c = credit(fair, t, r, now)
+        if c > 0 and (most == nil or c / r[1] > most) then tenant, res, most = t, r, c / r[1] end
+      end
+    end
+    for _ = 1, 8 do  -- a tenant counted active without a waiting job is dropped (never expected)
+      tenant = tenant or redis.call('ZRANGE', cl.active, 0, 0)[1]
+      if not tenant then return false end
+      local heads, found = {}, false
+      for i = cl.first, cl.last do
+        local m = first_of(keys[k.tail + nq + i - 1], tenant)
+        if m then heads[i], found = parse_member(m), true end
+      end
+      if found then
+        cands[ci] = {tenant = tenant, res = res, heads = heads}
+        return cands[ci]
+      end
+      redis.call('HDEL', fair, 'n:' .. cl.name .. ':' .. tenant)
+      redis.call('ZREM', cl.active, tenant)
+      tenant, res = nil, false
+    end
+    return false
+  end
+  local function score_of(i, h)
+    local score = (i - 1) - (now - h[4]) / ageing
+    if i - 1 >= batch_from and score < floor then score = floor end
+    return score
+  end
+  local olds = {}  -- per queue: its oldest job (parsed) or false
+  local function oldest(i)
+    if olds[i] == nil then
+      local m = tonumber(counts[i] or '0') > 0 and
+        redis.call('ZRANGE', keys[k.tail + 2 * nq + i - 1], 0, 0)[1]
+      olds[i] = m and parse_member(m) or false
+    end
+    return olds[i]
+  end
+  -- The best queue by its oldest job: index, score, that job.
+  local function best()
     local bi, bs, bh = nil, nil, nil
     for i = 1, nq do
-      local h = cursors[i] and head(cursors[i], want)
+      local h = oldest(i)
       if h then
-        local score = (i - 1) - (now - h[4]) / ageing
-        if i - 1 >= batch_from and score < floor then score = floor end
+        local score = score_of(i, h)
         if bi == nil or score < bs then bi, bs, bh = i, score, h end
       end
     end
     return bi, bs, bh
   end
+  -- The job the best queue's class serves now: queue index and job (its tenant's best).
+  local function served(qi, old)
+    local ci = class_at[qi]
+    local cand, ji, jh, js = candidate(ci), qi, old, nil
+    if not cand then return ji, jh, nil end
+    for i = classes[ci].first, classes[ci].last do
+      local h = cand.heads[i]
+      if h and (js == nil or score_of(i, h) < js) then ji, jh, js = i, h, score_of(i, h) end
+    end
+    return ji, jh, cand
+  end
   local picked, n, stop = {}, 0, 'count'
   while n < max_count do
-    local i, score, h = best(max_count - n)
-    if i == nil then stop = 'empty' break end
+    local qi, score, old = best()
+    if qi == nil then stop = 'empty' break end
     if bound and score > bound then stop = 'bound' break end
+    local i, h, cand = served(qi, old)
     if h[3] > room and not (idle and n == 0) then stop = 'room' break end
     local batch = i - 1 >= batch_from
     if batch and not (idle and n == 0) and ((batch_room and h[3] > batch_room)
@@ -202,17 +329,31 @@ local function pick(keys, args)
     end
     if batch and batch_room then batch_room = batch_room - h[3] end
     if batch and batch_slots then batch_slots = batch_slots - 1 end
-    redis.call('XREADGROUP', 'GROUP', GROUP, args[a.consumer], 'COUNT', 1,
-      'STREAMS', keys[k.tail + i - 1], '>')
-    cursors[i].pos = cursors[i].pos + 1
+    local ci, tenant, stream = class_at[i], h[6], keys[k.tail + i - 1]
+    local cl = classes[ci]
+    ensure_group(stream)
+    local entry_id = redis.call('XADD', stream, '*', 'job', h[2], 'units', h[5])
+    redis.call('XREADGROUP', 'GROUP', GROUP, args[a.consumer], 'COUNT', 1, 'STREAMS', stream, '>')
+    unwait(keys[k.tail + nq + i - 1], keys[k.tail + 2 * nq + i - 1], fair, cl.active, tenant,
+      cl.name, h[1])
+    if cand and cand.res then
+      local c, at = credit(fair, tenant, cand.res, now)
+      redis.call('HSET', fair, 'r:' .. tenant, c - h[3], 'rt:' .. tenant, at)
+    else
+      local v = redis.call('HINCRBYFLOAT', fair, 'v:' .. cl.name .. ':' .. tenant,
+        h[3] / (weights[tenant] or 1))
+      redis.call('HSET', fair, 'last:' .. cl.name, v)
+      redis.call('ZADD', cl.active, 'XX', v, tenant)
+    end
+    cands[ci], olds[i] = nil, nil
     table.insert(picked, i - 1)
-    table.insert(picked, h[1])
+    table.insert(picked, entry_id)
     table.insert(picked, h[2])
     room, n = room - h[3], n + 1
   end
-  local i, _, h = best(1)
+  local i, _, h = best()
   if i == nil then return {picked, -1, '0', stop} end
-  return {picked, i - 1, tostring(h[4]), stop}
+  return {picked, i - 1, string.format('%d', h[4]), stop}
 end
 
 -- Deliver entries idle past their lease; returns picked triples as pick does.
@@ -278,7 +419,8 @@ local function take(keys, args)
           {'error', reason}, {'error', cjson.encode({message = reason})}, channel, job_id)
         meter(keys[k.usage], keys[k.usage_total], args[a.usage_ttl], job, S_FAILED, units)
       else
-        redis.call('HSET', job, 'status', S_RUNNING, 'worker', consumer, 'started_at', now)
+        redis.call('HSET', job, 'status', S_RUNNING, 'worker', consumer, 'started_at', now,
+          'stream', queue, 'entry', entry_id)
         event(ev, 'status', status_event(S_RUNNING, '"attempt":' .. attempts))
         notify(channel, job_id)
         table.insert(taken, redis.call('HGETALL', job))
@@ -350,37 +492,44 @@ end
 local function release(keys, args)
   local k, a = K.iq_release, A.iq_release
   local job, queue, units_key = keys[k.job], keys[k.queue], keys[k.units]
-  local current = redis.call('HMGET', job, 'status', 'worker', 'estimated_units', 'job_class', 'band')
+  local current = redis.call('HMGET', job, 'status', 'worker', 'estimated_units', 'job_class', 'band',
+    'tenant')
   if current[1] ~= S_RUNNING or current[2] ~= args[a.consumer] then return 0 end
   local units, qfield = tonumber(current[3]), current[4] .. ':' .. current[5]
   ack(queue, args[a.entry])
-  local entry_id = redis.call('XADD', queue, '*', 'job', args[a.job_id], 'units', current[3])
-  redis.call('HSET', job, 'status', S_QUEUED, 'worker', '', 'entry', entry_id)
+  local member, wake = wait_job(keys[k.waiting], keys[k.order], keys[k.fair], keys[k.active],
+    current[6], current[4], current[5],
+    args[a.job_id], current[3])
+  redis.call('HSET', job, 'status', S_QUEUED, 'worker', '', 'stream', keys[k.waiting], 'entry', member)
   if args[a.graceful] == '1' then redis.call('HINCRBY', job, 'attempts', -1) end
   redis.call('HINCRBYFLOAT', units_key, INFLIGHT, -units)
   count_queued(units_key, qfield, units, 1)
   event(keys[k.events], 'status', status_event(S_QUEUED, '"reason":' .. cjson.encode(args[a.reason])))
-  notify(keys[k.wake], qfield)
+  notify(keys[k.wake], wake)
   notify(keys[k.channel], args[a.job_id])
   return 1
 end
 
--- Returns the status after the call: cancelled, cancelling, or the terminal status.
+-- Returns the status after the call: cancelled, cancelling, the terminal status, or 'moved'
+-- when a queued job is no longer in `queue` (read it again and retry).
 local function cancel(keys, args)
   local k, a = K.iq_cancel, A.iq_cancel
   local job, ev = keys[k.job], keys[k.events]
   local cur = redis.call('HMGET', job, 'status', 'entry', 'estimated_units', 'job_class', 'band',
-    'stage')
+    'stage', 'tenant', 'stream')
   local status = cur[1]
   if not status then return false end
   if status == S_QUEUED then
-    redis.call('XDEL', keys[k.queue], cur[2])
-    if cur[6] == 'pre' then  -- waiting for (or in) the preprocess tier
+    -- The caller read the job before: it may have moved on since (handed on, released).
+    if cur[8] and cur[8] ~= keys[k.queue] then return 'moved' end
+    if cur[6] == 'pre' then  -- waiting for (or in) the preprocess tier: `queue` is its stream
+      redis.call('XDEL', keys[k.queue], cur[2])
       count_pre(keys[k.units], -tonumber(cur[3]), -1)
-    else
+    else  -- `queue` is its waiting set
+      unwait(keys[k.queue], keys[k.order], keys[k.fair], keys[k.active], cur[7], cur[4], cur[2])
       count_queued(keys[k.units], cur[4] .. ':' .. cur[5], -tonumber(cur[3]), -1)
     end
-    count_tenant(keys[k.units], redis.call('HGET', job, 'tenant'), -tonumber(cur[3]))
+    count_tenant(keys[k.units], cur[7], -tonumber(cur[3]))
     redis.call('HINCRBY', keys[k.units], S_CANCELLED, 1)
     redis.call('HSET', job, 'status', S_CANCELLED, 'finished_at', args[a.now],
       'error', 'cancelled before it ran')
@@ -474,7 +623,8 @@ local function prequeue(keys, args)
   end
   ensure_group(keys[k.queue])
   local entry_id = redis.call('XADD', keys[k.queue], '*', 'job', args[a.job_id], 'units', args[a.cost])
-  redis.call('HSET', keys[k.job], 'entry', entry_id, 'stage', 'pre', unpack(args, a.tail))
+  redis.call('HSET', keys[k.job], unpack(args, a.tail))
+  redis.call('HSET', keys[k.job], 'entry', entry_id, 'stage', 'pre')  -- over the fields' own
   event(keys[k.events], 'status', status_event(S_QUEUED))
   count_pre(units_key, cost, 1)
   count_tenant(units_key, redis.call('HGET', keys[k.job], 'tenant'), cost)
@@ -579,13 +729,14 @@ local function pre_fail(keys, args)
 end
 
 -- The hand-off: ack the preprocess entry, rewrite the job (prepared images, units, band,
--- prompt tokens), queue it for its model with the counters moved, renew the prepared images'
+-- prompt tokens), put it in its model queue's waiting set (`queue`) as enqueue does, with the
+-- counters moved, renew the prepared images'
 -- TTL, wake the model's workers. Returns 1, 0 when no longer held for preparation (cancelled
 -- or already handed on: a no-op), -1 when another worker holds it.
 local function handoff(keys, args)
   local k, a = K.iq_handoff, A.iq_handoff
   local job, pre, units_key = keys[k.job], keys[k.pre], keys[k.units]
-  local cur = redis.call('HMGET', job, 'status', 'stage', 'worker', 'estimated_units')
+  local cur = redis.call('HMGET', job, 'status', 'stage', 'worker', 'estimated_units', 'tenant')
   if cur[1] ~= S_QUEUED or cur[2] ~= 'pre' then
     ack(pre, args[a.entry])
     return 0
@@ -594,16 +745,17 @@ local function handoff(keys, args)
   local before, cost = tonumber(cur[4] or '0'), tonumber(args[a.cost])
   ack(pre, args[a.entry])
   count_pre(units_key, -before, -1)
-  count_tenant(units_key, redis.call('HGET', job, 'tenant'), cost - before)
+  count_tenant(units_key, cur[5], cost - before)
   redis.call('HINCRBYFLOAT', units_key, ARRIVED_UNITS, cost - before)
-  ensure_group(keys[k.queue])
-  local entry_id = redis.call('XADD', keys[k.queue], '*', 'job', args[a.job_id], 'units', args[a.cost])
-  redis.call('HSET', job, 'stream', keys[k.queue], 'entry', entry_id, 'worker', '',
+  local class, band = string.match(args[a.qfield], '^([^:]+):(.*)$')
+  local member, wake = wait_job(keys[k.queue], keys[k.order], keys[k.fair], keys[k.active],
+    cur[5], class, band, args[a.job_id], args[a.cost])
+  redis.call('HSET', job, 'stream', keys[k.queue], 'entry', member, 'worker', '',
     unpack(args, a.tail))
   redis.call('HDEL', job, 'stage', 'pre_attempts')
   count_queued(units_key, args[a.qfield], cost, 1)
   for i = k.tail, #keys do redis.call('EXPIRE', keys[i], tonumber(args[a.ttl])) end
-  notify(keys[k.wake], args[a.qfield])
+  notify(keys[k.wake], wake)
   return 1
 end
 

@@ -56,9 +56,9 @@ async def test_acknowledged_jobs_survive_sigkill(
         model = settings.default_model
         partitions = range(settings.queue.partitions_of(model))
         queues = [
-            keys.queue(model, p, c, b) for p in partitions for c in JobClass for b in range(4)
+            keys.waiting(model, p, c, b) for p in partitions for c in JobClass for b in range(4)
         ]
-        assert sum([await redis.xlen(q) for q in queues]) == JOBS
+        assert sum([await redis.zcard(q) for q in queues]) == JOBS
         counters = await JobStore(redis, settings.queue).unit_counters(spec)
         assert counters["arrivals"] == JOBS
         await redis.aclose()

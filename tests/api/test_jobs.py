@@ -80,12 +80,12 @@ async def test_cancel_before_run_removes_the_entry_and_units(
     job = (await client.post("/v1/jobs", json=CHAT)).json()
     store = JobStore(redis_client, QueueSettings(partitions=PARTITIONS))
     record = await store.get(job["id"], "local")
-    assert record.stream is not None and await redis_client.xlen(record.stream) == 1
+    assert record.stream is not None and await redis_client.zcard(record.stream) == 1
     assert (await store.unit_counters(spec))["queued"] > 0
 
     cancelled = await client.delete(f"/v1/jobs/{job['id']}")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    assert await redis_client.xlen(record.stream) == 0
+    assert await redis_client.zcard(record.stream) == 0
     counters = await store.unit_counters(spec)
     assert counters["queued"] == 0 and counters.get("inflight", 0) == 0
     assert counters[f"n:{keys.queue_field(record.job_class, record.band)}"] == 0

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from queueing import keys
+from queueing.calls import COUNTERS
 from queueing.catalogue import ModelSpec
-from queueing.connection import Client
+from queueing.connection import Client, fcall
 from queueing.cost import estimate, with_prepared_images
 from queueing.figures import read_figures
 from queueing.images import reference
@@ -71,7 +72,7 @@ async def test_a_job_with_images_waits_for_preparation_uncounted_as_queued(
     assert figures.arrivals == 1
     text = record.model_copy(update={"id": keys.new_job_id(1), "images": []})
     await store.enqueue(text)  # a text-only job goes to the model queue as before
-    assert (await store.get(text.id, "local")).stream == keys.queue(
+    assert (await store.get(text.id, "local")).stream == keys.waiting(
         "v", 1, JobClass.INTERACTIVE, text.band
     )
 
@@ -99,7 +100,15 @@ async def test_the_hand_off_queues_the_job_for_its_model_with_its_images_tokens(
     moved = await store.get(record.id, "local")
     assert moved.status is JobStatus.QUEUED and moved.images == refs
     assert (moved.prompt_tokens, moved.estimated_units, moved.band) == (53, cost.units, cost.band)
-    assert moved.stream == keys.queue("v", 2, JobClass.INTERACTIVE, cost.band)
+    # It waits as an enqueued job does: its member in the waiting and arrival sets, its
+    # tenant active in the class.
+    assert moved.stream == keys.waiting("v", 2, JobClass.INTERACTIVE, cost.band)
+    assert moved.entry and moved.entry.endswith(":" + record.id)
+    assert await redis_client.zscore(moved.stream, moved.entry) == 0
+    order = keys.arrivals("v", 2, JobClass.INTERACTIVE, cost.band)
+    assert await redis_client.zscore(order, moved.entry) is not None
+    active = keys.active("v", 2, JobClass.INTERACTIVE)
+    assert await redis_client.zrange(active, 0, -1) == [record.tenant]
     figures = (await read_figures(redis_client, queue_settings, ["v"]))["v"]
     assert (figures.preparing_jobs, figures.queued_jobs, figures.queued_units) == (0, 1, cost.units)
     assert figures.arrivals == 1 and figures.arrived_units == cost.units
@@ -182,3 +191,33 @@ async def test_a_lapsed_lease_is_taken_over_and_too_many_deliveries_fail(
     final = await store.get(record.id, "local")
     assert final.status is JobStatus.FAILED and "preprocess tier" in (final.error or "")
     assert await redis_client.xlen(keys.dead(3)) == 1
+
+
+async def test_cancel_of_a_job_handed_on_since_it_was_read(
+    redis_client: Client, store: JobStore, queue_settings: QueueSettings
+) -> None:
+    record = image_job(1)
+    await store.enqueue(record)
+    pre = PreQueue(redis_client, ["v"], "pre-1", queue_settings)
+    [held] = await pre.claim(1)
+    stale = await store.get(record.id, "local")  # read while it waits for preparation
+    tokens, cost = with_prepared_images(
+        VLM,
+        prompt_tokens=record.prompt_tokens,
+        units=record.estimated_units,
+        images=1,
+        image_tokens=10,
+    )
+    assert await pre.handoff(held, VLM, [reference("d" * 64)], [], tokens, cost) == 1
+    # A cancel made from the stale read names the preprocess stream: the job is not there.
+    assert await fcall(redis_client, store._cancel_call(stale)) == "moved"
+    assert (await store.cancel(record.id, "local")).status is JobStatus.CANCELLED
+    waiting = keys.waiting("v", 1, JobClass.INTERACTIVE, cost.band)
+    assert await redis_client.zcard(waiting) == 0
+    assert await redis_client.zcard(keys.arrivals("v", 1, JobClass.INTERACTIVE, cost.band)) == 0
+    assert await redis_client.zcard(keys.active("v", 1, JobClass.INTERACTIVE)) == 0
+    units = await redis_client.hgetall(keys.units("v", 1))
+    assert COUNTERS["TENANT_OF"] + "local" not in units  # the tenant's units are back at zero
+    figures = (await read_figures(redis_client, queue_settings, ["v"]))["v"]
+    assert (figures.queued_jobs, figures.preparing_jobs) == (0, 0)
+    assert figures.finished["cancelled"] == 1

@@ -148,5 +148,5 @@ async def test_bands_route_as_estimated(
     assert small.estimated_units < spec.band_edges[0] < spec.band_edges[-1] < large.estimated_units
     for job in (small, large):
         await store.enqueue(job)
-        entries = await redis_client.xrange(keys.queue(spec.name, 0, JobClass.STANDARD, job.band))
-        assert [f["job"] for _, f in entries] == [job.id]
+        waiting = keys.waiting(spec.name, 0, JobClass.STANDARD, job.band)
+        assert [m.rsplit(":", 1)[1] for m in await redis_client.zrange(waiting, 0, -1)] == [job.id]

@@ -98,7 +98,7 @@ async def test_an_image_is_prepared_once_and_its_jobs_handed_on(
         assert metrics.count("invalid") == 0.0
     for record, job in ((moved, first), (moved_too, second)):
         assert record.status is JobStatus.QUEUED and all(map(is_reference, record.images))
-        assert record.stream == keys.queue(
+        assert record.stream == keys.waiting(
             "v", keys.partition_of(job.id), JobClass.STANDARD, record.band
         )
         assert (

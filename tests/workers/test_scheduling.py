@@ -120,8 +120,8 @@ async def test_bands_route_as_estimated_and_cheaper_runs_first(
         )
         assert (record.band, record.estimated_units) == (expected.band, expected.units)
         await store.enqueue(record)
-        stream = keys.queue(spec.name, 0, JobClass.STANDARD, record.band)
-        assert await redis_client.xlen(stream) == 1
+        waiting = keys.waiting(spec.name, 0, JobClass.STANDARD, record.band)
+        assert await redis_client.zcard(waiting) == 1
     small, large = admitted["small"], admitted["large"]
     assert small.band == 0 and large.band == spec.bands - 1
     engine = ScriptedEngine()

@@ -12,6 +12,7 @@ from queueing.batches import Batch, Batches, Outcome, Stop
 from queueing.calls import Cancel
 from queueing.connection import Client, fcall_many
 from queueing.errors import translated
+from queueing.keys import JobClass
 from queueing.schemas import JobRecord, JobStatus
 from queueing.settings import QueueSettings
 from queueing.usage import usage_keys
@@ -37,11 +38,11 @@ class Collector:
 
     async def collect(self, batch: Batch) -> tuple[int, list[tuple[int, list[Any]]]]:
         """Record every finished line; returns how many, and the lines still running
-        (line, [status, stream, model] of its job)."""
+        (line, [status, stream, model, job_class, band] of its job)."""
         start, end = batch.low, batch.expanded
         done = await self.batches.written(batch.id, start, end)
         pending = [n for n in range(start, end) if n not in done]
-        heads = await self._read(batch, pending, ("status", "stream", "model"))
+        heads = await self._read(batch, pending, ("status", "stream", "model", "job_class", "band"))
         finished: list[int] = []
         running: list[tuple[int, list[Any]]] = []
         for n, head in zip(pending, heads, strict=True):
@@ -65,7 +66,7 @@ class Collector:
         """Cancel the jobs of lines still queued or running (the batch stops)."""
         now = time.time()
         calls = []
-        for number, (_, stream, model) in running:
+        for number, (_, stream, model, job_class, band) in running:
             job_id = batch.job_id(number)
             partition = keys.partition_of(job_id)
             usage, usage_total = usage_keys(partition, now, self.settings)
@@ -77,6 +78,9 @@ class Collector:
                     units=keys.units(model, partition),
                     channel=keys.events_channel(partition),
                     cancel_channel=keys.cancel_channel(partition),
+                    fair=keys.fair(model, partition),
+                    active=keys.active(model, partition, JobClass(job_class)),
+                    order=keys.arrivals(model, partition, JobClass(job_class), int(band)),
                     job_id=job_id,
                     now=now,
                     ttl=self.settings.result_ttl_s,
