@@ -95,11 +95,18 @@ def _args() -> argparse.Namespace:
         default=None,
         help="output tok/s the open-loop load is set against (default: measure offline)",
     )
+    p.add_argument(
+        "--band-edges",
+        type=float,
+        nargs="+",
+        default=None,
+        help="inferq's cost-band edges (units) for the model, open loop only (default: catalogue)",
+    )
     args = p.parse_args()
     if len(args.unit_budget) > 1 and not args.open_loop_only:
         p.error("several --unit-budget values need --open-loop-only")
-    if args.capacity is not None and not args.open_loop_only:
-        p.error("--capacity needs --open-loop-only (the full run measures it)")
+    if (args.capacity is not None or args.band_edges) and not args.open_loop_only:
+        p.error("--capacity and --band-edges need --open-loop-only")
     return args
 
 
@@ -156,20 +163,40 @@ def _open_only(
     args: argparse.Namespace, arrivals: list[Arrival], warm: Any, config: VllmConfig, tmpdir: Path
 ) -> dict[str, Any]:
     """The open-loop run alone: vLLM serve, then inferq once per ``--unit-budget``."""
+    env = _catalogue_env(args.band_edges, tmpdir) if args.band_edges else {}
     with vllm_server(config, _port(21000), tmpdir) as side:
         serve = _open_side(side, warm, arrivals)
     print(f"(b) vllm serve: {serve}", flush=True)
     result: dict[str, Any] = {"open_loop": {"serve": serve}, "by_unit_budget": {}}
     for budget in args.unit_budget:
         with inferq_stack(
-            _port(23000), _port(25000), budget, tmpdir / f"valkey-{budget:g}", tmpdir
+            _port(23000), _port(25000), budget, tmpdir / f"valkey-{budget:g}", tmpdir, env=env
         ) as side:
             inferq = _open_side(side, warm, arrivals)
         print(f"(c) inferq, unit budget {budget:g}: {inferq}", flush=True)
         result["by_unit_budget"][f"{budget:g}"] = {**_open_ratios(serve, inferq), **inferq}
     first = result["by_unit_budget"][f"{args.unit_budget[0]:g}"]
     result["open_loop"]["inferq"] = first
-    return {**_open_ratios(serve, first), **result, "requests": {"open_loop": len(arrivals)}}
+    extra = {"band_edges": args.band_edges} if args.band_edges else {}
+    return {
+        **_open_ratios(serve, first),
+        **result,
+        "requests": {"open_loop": len(arrivals)},
+        **extra,
+    }
+
+
+def _catalogue_env(edges: list[float], tmpdir: Path) -> dict[str, str]:
+    """``INFERQ_CATALOGUE``: the default model's entry with ``edges`` as its cost bands."""
+    settings = Settings()
+    spec = Catalogue.load(settings.models_dir, settings.catalogue).get(settings.default_model)
+    entry = spec.model_dump(include={"context_length", "prompt_weight", "output_weight"})
+    lines = [f"[models.{spec.name}]", f'path = "{spec.path}"']
+    lines += [f"{k} = {v}" for k, v in entry.items()]
+    lines.append(f"band_edges = [{', '.join(f'{e:g}' for e in edges)}]")
+    path = tmpdir / "catalogue.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return {"INFERQ_CATALOGUE": str(path)}
 
 
 def _open_set(
