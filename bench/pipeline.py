@@ -13,6 +13,9 @@ ten times the engine's ``max_num_seqs`` by default, so that long requests can pi
 the engine's slots.
 Each side runs the throughput set ``--repeats`` times (3) and its median counts: this
 machine's speed drifts by ±10% from minute to minute.
+``--open-loop-only`` runs the open-loop part alone: vLLM serve, then one inferq side per
+``--unit-budget`` value (``--band-edges``: inferq's cost bands; ``--capacity``: the load
+target's capacity instead of an offline measurement).
 The last line printed is JSON.
 """
 
