@@ -186,3 +186,12 @@ async def drive_open(base_url: str, arrivals: list[Arrival]) -> OpenRun:
         start = time.perf_counter()
         done = await asyncio.gather(*(_one(http, start, a) for a in arrivals))
         return OpenRun(list(done), time.perf_counter() - start)
+
+
+async def idle_ttft_ms(base_url: str, arrivals: list[Arrival], count: int = 5) -> float:
+    """The median TTFT of the window's first ``count`` short requests sent one at a time to
+    the idle side: the floor a short request's TTFT has on this engine."""
+    shorts = [Arrival(0.0, a.request) for a in arrivals if a.request.kind == "short"][:count]
+    async with httpx.AsyncClient(base_url=base_url, timeout=None) as http:
+        ttft = [(await _one(http, time.perf_counter(), a)).ttft_s * 1000 for a in shorts]
+    return round(statistics.median(ttft), 1)

@@ -13,6 +13,9 @@ ten times the engine's ``max_num_seqs`` by default, so that long requests can pi
 the engine's slots.
 Each side runs the throughput set ``--repeats`` times (3) and its median counts: this
 machine's speed drifts by ±10% from minute to minute.
+``--open-loop-only`` runs the open-loop part alone: vLLM serve, then one inferq side per
+``--unit-budget`` value (``--band-edges``: inferq's cost bands; ``--capacity``: the load
+target's capacity instead of an offline measurement).
 The last line printed is JSON.
 """
 
@@ -35,7 +38,14 @@ import subprocess
 import tempfile
 from typing import Any
 
-from bench.open_loop import Arrival, drive_open, open_loop_set, peak_load, read_timed_trace
+from bench.open_loop import (
+    Arrival,
+    drive_open,
+    idle_ttft_ms,
+    open_loop_set,
+    peak_load,
+    read_timed_trace,
+)
 from bench.pipeline_sides import Run, Side, drive, inferq_stack, vllm_server
 from bench.sides import percentile
 from bench.watch import main_or_fail
@@ -70,8 +80,37 @@ def _args() -> argparse.Namespace:
     p.add_argument("--open-start", type=int, default=0, help="the open-loop window's first row")
     p.add_argument("--prompt-scale", type=float, default=1 / 16)
     p.add_argument("--output-scale", type=float, default=1 / 4)
-    p.add_argument("--unit-budget", type=float, default=DEFAULT_UNIT_BUDGET)
-    return p.parse_args()
+    p.add_argument(
+        "--unit-budget",
+        type=float,
+        nargs="+",
+        default=[DEFAULT_UNIT_BUDGET],
+        help="inferq worker's in-flight units; with --open-loop-only several: one inferq side each",
+    )
+    p.add_argument(
+        "--open-loop-only",
+        action="store_true",
+        help="only the open-loop run (serve, then one inferq side per --unit-budget)",
+    )
+    p.add_argument(
+        "--capacity",
+        type=float,
+        default=None,
+        help="output tok/s the open-loop load is set against (default: measure offline)",
+    )
+    p.add_argument(
+        "--band-edges",
+        type=float,
+        nargs="+",
+        default=None,
+        help="inferq's cost-band edges (units) for the model, open loop only (default: catalogue)",
+    )
+    args = p.parse_args()
+    if len(args.unit_budget) > 1 and not args.open_loop_only:
+        p.error("several --unit-budget values need --open-loop-only")
+    if (args.capacity is not None or args.band_edges) and not args.open_loop_only:
+        p.error("--capacity and --band-edges need --open-loop-only")
+    return args
 
 
 def _port(start: int) -> int:
@@ -113,6 +152,54 @@ def _http_side(
         "mixed": _mixed_figures(mixed_run),
         "open_loop": open_run.figures(),
     }
+
+
+def _open_side(side: Side, warm: Any, arrivals: list[Arrival]) -> dict[str, float]:
+    """Warm up, time a short request alone on the idle side, then the open-loop run."""
+    asyncio.run(side.watch.guard(drive(side.base, warm)))
+    idle = asyncio.run(side.watch.guard(idle_ttft_ms(side.base, arrivals)))
+    run = asyncio.run(side.watch.guard(drive_open(side.base, arrivals)))
+    return {"idle_short_ttft_ms": idle, **run.figures()}
+
+
+def _open_only(
+    args: argparse.Namespace, arrivals: list[Arrival], warm: Any, config: VllmConfig, tmpdir: Path
+) -> dict[str, Any]:
+    """The open-loop run alone: vLLM serve, then inferq once per ``--unit-budget``."""
+    env = _catalogue_env(args.band_edges, tmpdir) if args.band_edges else {}
+    with vllm_server(config, _port(21000), tmpdir) as side:
+        serve = _open_side(side, warm, arrivals)
+    print(f"(b) vllm serve: {serve}", flush=True)
+    result: dict[str, Any] = {"open_loop": {"serve": serve}, "by_unit_budget": {}}
+    for budget in args.unit_budget:
+        with inferq_stack(
+            _port(23000), _port(25000), budget, tmpdir / f"valkey-{budget:g}", tmpdir, env=env
+        ) as side:
+            inferq = _open_side(side, warm, arrivals)
+        print(f"(c) inferq, unit budget {budget:g}: {inferq}", flush=True)
+        result["by_unit_budget"][f"{budget:g}"] = {**_open_ratios(serve, inferq), **inferq}
+    first = result["by_unit_budget"][f"{args.unit_budget[0]:g}"]
+    result["open_loop"]["inferq"] = first
+    extra = {"band_edges": args.band_edges} if args.band_edges else {}
+    return {
+        **_open_ratios(serve, first),
+        **result,
+        "requests": {"open_loop": len(arrivals)},
+        **extra,
+    }
+
+
+def _catalogue_env(edges: list[float], tmpdir: Path) -> dict[str, str]:
+    """``INFERQ_CATALOGUE``: the default model's entry with ``edges`` as its cost bands."""
+    settings = Settings()
+    spec = Catalogue.load(settings.models_dir, settings.catalogue).get(settings.default_model)
+    entry = spec.model_dump(include={"context_length", "prompt_weight", "output_weight"})
+    lines = [f"[models.{spec.name}]", f'path = "{spec.path}"']
+    lines += [f"{k} = {v}" for k, v in entry.items()]
+    lines.append(f"band_edges = [{', '.join(f'{e:g}' for e in edges)}]")
+    path = tmpdir / "catalogue.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return {"INFERQ_CATALOGUE": str(path)}
 
 
 def _open_set(
@@ -170,6 +257,10 @@ def main() -> None:
         tmpdir = Path(tmp)
         dump(work, tmpdir / "work.json")
         print(f"logs: {tmpdir} (kept until the run ends)", flush=True)
+        if args.open_loop_only and args.capacity:
+            arrivals = _open_set(maker, scale, args, args.capacity)
+            print(json.dumps(_open_only(args, arrivals, warm, config, tmpdir)))
+            return
         engine = Path(__file__).resolve().parent / "pipeline_engine.py"
         argv = [str(spec.path), str(spec.context_length), str(tmpdir / "work.json")]
         argv += [str(tmpdir / "offline.json"), str(args.repeats)]
@@ -179,13 +270,16 @@ def main() -> None:
         runs = ", ".join(f"{r:.1f}" for r in offline["runs"])
         print(f"(a) offline LLM.generate: {offline['tok_s']:.1f} tok/s ({runs})", flush=True)
         arrivals = _open_set(maker, scale, args, offline["tok_s"])
+        if args.open_loop_only:
+            print(json.dumps(_open_only(args, arrivals, warm, config, tmpdir)))
+            return
 
         with vllm_server(config, _port(21000), tmpdir) as side:
             serve = _http_side(side, work, mixed, warm, args.repeats, arrivals)
         print(f"(b) vllm serve: {serve}", flush=True)
 
         with inferq_stack(
-            _port(23000), _port(25000), args.unit_budget, tmpdir / "valkey", tmpdir
+            _port(23000), _port(25000), args.unit_budget[0], tmpdir / "valkey", tmpdir
         ) as side:
             inferq = _http_side(side, work, mixed, warm, args.repeats, arrivals)
         print(f"(c) inferq: {inferq}", flush=True)
@@ -219,7 +313,7 @@ def main() -> None:
         **_open_ratios(serve["open_loop"], inferq["open_loop"]),
         "open_loop": {"serve": serve["open_loop"], "inferq": inferq["open_loop"]},
         "requests": {"throughput": len(work), "mixed": len(mixed), "open_loop": len(arrivals)},
-        "inferq_unit_budget": args.unit_budget,
+        "inferq_unit_budget": args.unit_budget[0],
     }
     print(json.dumps(result))
 

@@ -130,14 +130,22 @@ def vllm_server(config: VllmConfig, port: int, logs: Path) -> Iterator[Side]:
 
 @contextlib.contextmanager
 def inferq_stack(
-    port: int, redis_port: int, unit_budget: float, data: Path, logs: Path, *, arq: bool = False
+    port: int,
+    redis_port: int,
+    unit_budget: float,
+    data: Path,
+    logs: Path,
+    *,
+    arq: bool = False,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Side]:
     """Embedded Valkey, ``inferq api`` and one ``inferq worker`` (its engine as the worker
     configures it, which :func:`serve_flags` copies for the other sides), and with ``arq``
     ``inferq arq`` for batches (files under ``data``), watched: the worker's heartbeat must
-    not say stalled, and no process may exit."""
+    not say stalled, and no process may exit. ``env`` adds settings (e.g. a catalogue)."""
     with EmbeddedValkey(data, redis_port) as valkey:
         env = {
+            **(env or {}),
             "INFERQ_REDIS__URL": valkey.url,
             "INFERQ_API__PORT": str(port),
             "INFERQ_WORKER__UNIT_BUDGET": str(unit_budget),
