@@ -176,17 +176,25 @@ local function credit(fair, tenant, res, now)
   return c, math.max(now, at)
 end
 
+-- The job an earlier request made: the idempotency key's, or this one when its hash exists (a
+-- job id made from its input, a batch line's, is queued once however often it is sent); nil
+-- for a new job.
+local function earlier(idem, job, job_id)
+  if idem then
+    local existing = redis.call('GET', idem)
+    if existing then return existing end
+  end
+  if redis.call('EXISTS', job) == 1 then return job_id end
+  return nil
+end
+
 -- Returns {1, job_id}, {0, earlier job_id} on a replayed idempotency key, {-1, queued units}
 -- when the partition is past its ceiling.
 local function enqueue(keys, args)
   local k, a = K.iq_enqueue, A.iq_enqueue
   local idem, units_key, cost = keys[k.tail], keys[k.units], tonumber(args[a.cost])
-  if idem then
-    local existing = redis.call('GET', idem)
-    if existing then return {0, existing} end
-  end
-  -- A job id made from its input (a batch line's) is queued once, however often it is sent.
-  if redis.call('EXISTS', keys[k.job]) == 1 then return {0, args[a.job_id]} end
+  local before = earlier(idem, keys[k.job], args[a.job_id])
+  if before then return {0, before} end
   local queued = tonumber(redis.call('HGET', units_key, QUEUED) or '0')
   if queued > 0.0001 and queued + cost > tonumber(args[a.ceiling]) then
     return {-1, tostring(queued)}
@@ -611,11 +619,8 @@ end
 local function prequeue(keys, args)
   local k, a = K.iq_prequeue, A.iq_prequeue
   local idem, units_key, cost = keys[k.tail], keys[k.units], tonumber(args[a.cost])
-  if idem then
-    local existing = redis.call('GET', idem)
-    if existing then return {0, existing} end
-  end
-  if redis.call('EXISTS', keys[k.job]) == 1 then return {0, args[a.job_id]} end
+  local before = earlier(idem, keys[k.job], args[a.job_id])
+  if before then return {0, before} end
   local held = redis.call('HMGET', units_key, QUEUED, PRE_UNITS)
   local queued = tonumber(held[1] or '0') + tonumber(held[2] or '0')
   if queued > 0.0001 and queued + cost > tonumber(args[a.ceiling]) then
