@@ -205,8 +205,8 @@ class WorkQueue:
         calls = [self._pick(p, now_ms, 0.0, 0, False, "") for p in range(self.partitions)]
         replies = await fcall_many(self.client, calls)
         for partition, reply in enumerate(replies):
-            _, rank, ts, _ = _checked(reply)
-            self.view.set(partition, int(rank), float(ts))
+            _, rank, ts, _, due_rank, due_ms = _checked(reply)
+            self.view.set(partition, int(rank), float(ts), due=(int(due_rank), float(due_ms)))
         self._refreshed = time.monotonic()
 
     async def claim(
@@ -231,8 +231,9 @@ class WorkQueue:
                 break
             partition, bound = ranked[0][1], ranked[1][0] if len(ranked) > 1 else None
             count = max_count - len(claimed)
-            if self.view.nudged(partition):  # a tenant joined: its job now (the partition's
-                bound, count = None, 1  # first by fair share), the rest in their turn
+            if self.view.nudged(partition, now_ms):  # a tenant joined or reserved credit is
+                bound, count = None, 1  # due: its job now (the partition's first by fair
+                # share or credit), the rest in their turn
             call = self._pick(
                 partition,
                 now_ms,
@@ -242,8 +243,14 @@ class WorkQueue:
                 "" if bound is None else repr(bound + self._slack),
                 batch_room,
             )
-            picked, rank, ts, stop = await fcall(self.client, call)
-            self.view.set(partition, int(rank), float(ts), picked_at=now_ms if picked else None)
+            picked, rank, ts, stop, due_rank, due_ms = await fcall(self.client, call)
+            self.view.set(
+                partition,
+                int(rank),
+                float(ts),
+                picked_at=now_ms if picked else None,
+                due=(int(due_rank), float(due_ms)),
+            )
             jobs = await self._take(partition, _triples(picked))
             claimed += jobs
             room -= sum(job.record.estimated_units for job in jobs)

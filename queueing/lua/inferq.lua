@@ -227,7 +227,8 @@ end
 -- only delivered entries: its pending list is the leases); its tenant's counter advances by
 -- units / weight, or its credit by -units. Returns {picked: queue index (0-based), entry id,
 -- job id, ...; the rank (0-based, -1 when empty) and enqueue time (ms) of the best job left; why
--- it stopped: 'count', 'empty', 'bound', 'room' or 'share'}.
+-- it stopped: 'count', 'empty', 'bound', 'room' or 'share'; the rank of a reserved tenant's
+-- best job (-1: none waits) and when its credit is next positive (ms)}.
 local function pick(keys, args)
   local k, a = K.iq_pick, A.iq_pick
   local now, ageing = tonumber(args[a.now_ms]), tonumber(args[a.ageing_ms])
@@ -359,9 +360,31 @@ local function pick(keys, args)
     table.insert(picked, h[2])
     room, n = room - h[3], n + 1
   end
+  -- When a reserved tenant waiting here next has credit: the rank of its best job (its
+  -- highest class's first queue holding one of its jobs) and that time (ms), or -1. Workers
+  -- visit the partition then, so credit is spent where it accrues (see PartitionView).
+  local due_rank, due = -1, 0
+  for t, r in pairs(reserved) do
+    for _, cl in ipairs(classes) do
+      local qi = nil
+      if redis.call('HEXISTS', fair, 'n:' .. cl.name .. ':' .. t) == 1 then
+        for i = cl.first, cl.last do
+          if not qi and first_of(keys[k.tail + nq + i - 1], t) then qi = i end
+        end
+      end
+      if qi then
+        local c = credit(fair, t, r, now)
+        local at = c > 0 and now or now + math.floor(-c * 1000 / r[1]) + 1
+        if due_rank < 0 or at < due or (at == due and qi - 1 < due_rank) then
+          due_rank, due = qi - 1, at
+        end
+        break
+      end
+    end
+  end
   local i, _, h = best()
-  if i == nil then return {picked, -1, '0', stop} end
-  return {picked, i - 1, string.format('%d', h[4]), stop}
+  if i == nil then return {picked, -1, '0', stop, -1, '0'} end
+  return {picked, i - 1, string.format('%d', h[4]), stop, due_rank, string.format('%d', due)}
 end
 
 -- Deliver entries idle past their lease; returns picked triples as pick does.

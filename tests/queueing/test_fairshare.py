@@ -78,6 +78,21 @@ async def test_a_reservation_goes_first_then_shares(redis_client: aioredis.Redis
     assert "flood" in order[5:]
 
 
+async def test_the_pick_says_when_reserved_credit_is_due(redis_client: aioredis.Redis) -> None:
+    store = JobStore(redis_client, ONE)
+    queue = WorkQueue(redis_client, SPEC, "w", ONE)
+    gold = TenantShare(reserved={SPEC.name: 0.1}).model_dump_json()  # burst: 0.5 units
+    await redis_client.hset(keys.TENANT_SHARES, "gold", gold)
+    await store.enqueue_many([record("flood") for _ in range(3)])
+    await store.enqueue_many([record("gold", 0.3) for _ in range(3)])
+    await queue.shares.refresh()
+    await queue.refresh()
+    assert queue.view.nudged(0, time.time() * 1000), "full credit: due at once"
+    assert await served(queue, 2) == ["gold", "gold"]  # 0.5 - 0.6: 0.1 units of debt
+    now_ms = time.time() * 1000  # at 0.1 units/s, due within the next second
+    assert not queue.view.nudged(0, now_ms) and queue.view.nudged(0, now_ms + 1_001)
+
+
 async def test_cancel_and_release_keep_the_counts(redis_client: aioredis.Redis) -> None:
     store = JobStore(redis_client, ONE)
     queue = WorkQueue(redis_client, SPEC, "w", ONE)

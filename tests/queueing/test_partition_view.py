@@ -33,3 +33,16 @@ def test_only_batch_waiting_is_not_higher_work() -> None:
     assert view.above_batch_waits()
     view.set(3, -1, 0.0)
     assert view.empty and not view.above_batch_waits()
+
+
+def test_a_partition_is_visited_when_reserved_credit_there_is_due() -> None:
+    view = PartitionView(ageing_ms=10_000, batch_from=BATCH_FROM)
+    view.set(0, 4, enqueued_ms=0.0)  # the oldest standard job
+    view.set(1, 4, enqueued_ms=500.0, due=(4, 2_000.0))  # a reserved tenant's credit at 2 s
+    view.set(2, 0, enqueued_ms=1_900.0)  # interactive: more urgent than any standard job
+    assert [p for _, p in view.ranked(1_999.0)] == [2, 0, 1] and not view.nudged(1, 1_999.0)
+    assert [p for _, p in view.ranked(2_000.0)] == [2, 1, 0] and view.nudged(1, 2_000.0)
+    view.set(1, 4, enqueued_ms=500.0, due=(4, 5_000.0))  # the credit spent: due again later
+    assert [p for _, p in view.ranked(2_000.0)] == [2, 0, 1]
+    view.set(1, -1, 0.0, due=(4, 0.0))  # nothing waits there
+    assert not view.nudged(1, 10_000.0)

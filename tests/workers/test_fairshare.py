@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import redis.asyncio as aioredis
@@ -12,12 +13,13 @@ from queueing.schemas import JobRecord
 from queueing.settings import QueueSettings, WorkerSettings
 from queueing.tenancy import TenantShare
 from tests.conftest import PARTITIONS
-from tests.workers.support import job, running_worker, wait_until
+from tests.workers.support import SPEC, job, running_worker, wait_until
 from workers.engines.scripted import ScriptedEngine
 
 SETTINGS = QueueSettings(partitions=PARTITIONS, lease_ms=5_000)
 # Four jobs of 0.1 units (or eight of 0.05) in flight: the backlog waits in the queue.
 WORKER = WorkerSettings(unit_budget=0.4, block_ms=200, flush_ms=20, flush_tokens=16)
+RESERVING = WORKER.model_copy(update={"unit_budget": 0.35})  # ten jobs of 0.035 units
 CLAIM_BATCH = 8  # the worker's default claim_batch
 WINDOW_UNITS = 16.0  # of the 80 units the tenants queue: each stays backlogged in every partition
 
@@ -118,3 +120,44 @@ async def test_a_late_tenant_is_served_at_once(
         f"{backlog} waiting jobs started before its last one"
     )
     assert overtaken <= CLAIM_BATCH + PARTITIONS, "the late tenant waited behind the backlog"
+
+
+async def test_a_reservation_is_served_at_its_rate_over_the_partitions(
+    redis_client: aioredis.Redis, queue_url: str
+) -> None:
+    """Reserved credit accrues per partition while claims visit partitions by their oldest
+    job: the tenant's oldest jobs wait in one partition at a time. It still gets >= 95% of a
+    reservation of a third of the throughput while a weight-9 tenant floods."""
+    settings = SETTINGS.model_copy(
+        update={"shares_refresh_s": 0.1, "reserve_burst_s": 0.25, "ageing_ms": 1_000}
+    )
+    store = JobStore(redis_client, settings)
+    await redis_client.hset(keys.TENANT_SHARES, "flood", TenantShare(weight=9).model_dump_json())
+    sent: list[JobRecord] = []
+
+    async def units_per_s() -> dict[str, float]:
+        """Send 300 + 100 more jobs, and the units/s each tenant started in a 4 s window
+        after 1.5 s."""
+        more = interleaved(tenant_jobs("flood", 300, 0.035), tenant_jobs("gold", 100, 0.035))
+        sent.extend(more)
+        await store.enqueue_many(more)
+        await asyncio.sleep(1.5)
+        since = time.time()
+        await asyncio.sleep(4.0)
+        until, rates = time.time(), {"flood": 0.0, "gold": 0.0}
+        for record in sent:
+            started_at = (await store.get(record.id, record.tenant)).started_at
+            if started_at and since <= started_at < until:
+                rates[record.tenant] += record.estimated_units / (until - since)
+        return rates
+
+    engine = ScriptedEngine(token_delay_s=0.15)  # jobs of 2 tokens, ten at once: ~1 unit/s
+    async with running_worker(queue_url, engine, settings, RESERVING):
+        before = await units_per_s()
+        reserved = sum(before.values()) / 3
+        gold = TenantShare(reserved={SPEC.name: reserved}).model_dump_json()
+        await redis_client.hset(keys.TENANT_SHARES, "gold", gold)
+        after = await units_per_s()
+    print(f"\nno reservation: {before}; reserved {reserved:.3f} units/s: {after}")
+    assert before["gold"] < 0.95 * reserved, "the test needs a reservation above the fair share"
+    assert after["gold"] >= 0.95 * reserved
