@@ -382,22 +382,11 @@ class PrePick(Call):
 
 
 @dataclass(frozen=True)
-class PreTake(Call):
-    """Hold delivered preprocess jobs (or drop, dead-letter them); return their hashes."""
+class PreTake(Take):
+    """Hold delivered preprocess jobs (or drop, dead-letter them); return their hashes (the
+    same keys and arguments as :class:`Take`; a failure is metered in the usage keys)."""
 
     function = "iq_pre_take"
-    units: str = key()
-    dead: str = key()
-    channel: str = key()
-    jobs: Sequence[str] = key_tail()  # queue, job, events per delivered entry
-    consumer: str = arg()
-    now: float = arg()
-    ttl: int = arg()
-    max_deliveries: int = arg()
-    entries: Sequence[str] = arg_tail()  # entry id, job id per delivered entry
-    usage: str = key()  # the partition's usage bucket and totals (a failure is metered)
-    usage_total: str = key()
-    usage_ttl: int = arg()
 
 
 @dataclass(frozen=True)

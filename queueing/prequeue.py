@@ -21,20 +21,16 @@ from queueing.connection import Client, WaitAof, fcall, fcall_many
 from queueing.cost import CostEstimate
 from queueing.errors import ServerError, translated
 from queueing.keys import JobClass
-from queueing.schemas import JobRecord
 from queueing.settings import QueueSettings
 from queueing.usage import usage_keys
-from queueing.workqueue import ClaimedJob, renew_leases
-
-
-def _checked(reply: Any) -> Any:
-    if isinstance(reply, Exception):
-        raise ServerError(f"the queue server failed: {reply}")
-    return reply
-
-
-def _triples(flat: Sequence[Any]) -> list[tuple[int, str, str]]:
-    return [(int(flat[i]), str(flat[i + 1]), str(flat[i + 2])) for i in range(0, len(flat), 3)]
+from queueing.workqueue import (
+    ClaimedJob,
+    checked,
+    held_jobs,
+    picked_triples,
+    renew_leases,
+    take_call,
+)
 
 
 class PreQueue:
@@ -96,7 +92,7 @@ class PreQueue:
                 consumer=self.consumer,
                 max_count=max_count - len(claimed),
             )
-            claimed += await self._take(lane, _triples(await fcall(self.client, pick)))
+            claimed += await self._take(lane, picked_triples(await fcall(self.client, pick)))
         return claimed
 
     async def reclaim(self, max_count: int) -> list[ClaimedJob]:
@@ -115,7 +111,7 @@ class PreQueue:
         replies = await fcall_many(self.client, calls)
         claimed: list[ClaimedJob] = []
         for lane, reply in zip(self.lanes, replies, strict=True):
-            claimed += await self._take(lane, _triples(_checked(reply)))
+            claimed += await self._take(lane, picked_triples(checked(reply)))
         return claimed
 
     async def _take(
@@ -124,27 +120,10 @@ class PreQueue:
         if not picked:
             return []
         model, partition = lane
-        streams = self.streams[lane]
-        now = time.time()
-        usage, usage_total = usage_keys(partition, now, self.settings)
-        call = PreTake(
-            units=keys.units(model, partition),
-            dead=keys.dead(partition),
-            channel=keys.events_channel(partition),
-            jobs=[k for q, _, j in picked for k in (streams[q], keys.job(j), keys.events(j))],
-            consumer=self.consumer,
-            now=now,
-            ttl=self.settings.result_ttl_s,
-            max_deliveries=self.settings.max_deliveries,
-            entries=[item for _, entry, j in picked for item in (entry, j)],
-            usage=usage,
-            usage_total=usage_total,
-            usage_ttl=self.settings.usage_ttl_s,
+        call = take_call(
+            PreTake, model, partition, self.streams[lane], picked, self.consumer, self.settings
         )
-        rows = await fcall(self.client, call)
-        return [
-            ClaimedJob(JobRecord.from_hash(dict(zip(r[::2], r[1::2], strict=True)))) for r in rows
-        ]
+        return held_jobs(await fcall(self.client, call))
 
     async def renew(self, jobs: Sequence[ClaimedJob]) -> tuple[set[str], set[str]]:
         """Renew leases; the ids this worker lost and those asked to cancel."""
@@ -188,7 +167,7 @@ class PreQueue:
             fields=[item for pair in fields.items() for item in pair],
         )
         [reply] = await fcall_many(self.client, [call], wait_aof=self.wait_aof)
-        return int(_checked(reply))
+        return int(checked(reply))
 
     async def fail(self, job: ClaimedJob, reason: str, code: str = "") -> int:
         """Fail the job with ``reason`` (and the error's ``code``, when the client's input is
@@ -213,4 +192,4 @@ class PreQueue:
             usage_ttl=self.settings.usage_ttl_s,
         )
         [reply] = await fcall_many(self.client, [call], wait_aof=self.wait_aof)
-        return int(_checked(reply))
+        return int(checked(reply))

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from queueing import keys
 from queueing.calls import COUNTERS, Complete, Emit, Pick, Reclaim, Release, Renew, Take
@@ -58,6 +58,9 @@ class ClaimedJob:
         return self.record.entry or ""
 
 
+TakeT = TypeVar("TakeT", bound=Take)
+
+
 @dataclass(frozen=True)
 class BatchRoom:
     """What batch jobs may still take in a claim: units and jobs (the worker's batch share)."""
@@ -91,18 +94,49 @@ def _output_share(outcome: Outcome) -> str:
     return f"{min(1.0, outcome.usage.completion_tokens / max_tokens):.4f}"
 
 
-def _records(rows: Sequence[Sequence[str]]) -> list[ClaimedJob]:
+def held_jobs(rows: Sequence[Sequence[str]]) -> list[ClaimedJob]:
+    """The jobs a take returned (flattened hashes)."""
     return [ClaimedJob(JobRecord.from_hash(dict(zip(r[::2], r[1::2], strict=True)))) for r in rows]
 
 
-def _triples(flat: Sequence[Any]) -> list[tuple[int, str, str]]:
+def picked_triples(flat: Sequence[Any]) -> list[tuple[int, str, str]]:
+    """A pick's or reclaim's deliveries: (queue index, entry id, job id)."""
     return [(int(flat[i]), str(flat[i + 1]), str(flat[i + 2])) for i in range(0, len(flat), 3)]
 
 
-def _checked(reply: Any) -> Any:
+def checked(reply: Any) -> Any:
+    """A pipelined reply, or the server's error raised as inferq's."""
     if isinstance(reply, Exception):
         raise ServerError(f"the queue server failed: {reply}")
     return reply
+
+
+def take_call(
+    call: type[TakeT],
+    model: str,
+    partition: int,
+    streams: Sequence[str],
+    picked: list[tuple[int, str, str]],
+    consumer: str,
+    settings: QueueSettings,
+) -> TakeT:
+    """The take (LLM or preprocess tier) of ``picked`` from ``streams`` of one partition."""
+    now = time.time()
+    usage, usage_total = usage_keys(partition, now, settings)
+    return call(
+        units=keys.units(model, partition),
+        dead=keys.dead(partition),
+        channel=keys.events_channel(partition),
+        jobs=[k for q, _, j in picked for k in (streams[q], keys.job(j), keys.events(j))],
+        consumer=consumer,
+        now=now,
+        ttl=settings.result_ttl_s,
+        max_deliveries=settings.max_deliveries,
+        entries=[item for _, entry, j in picked for item in (entry, j)],
+        usage=usage,
+        usage_total=usage_total,
+        usage_ttl=settings.usage_ttl_s,
+    )
 
 
 class WorkQueue:
@@ -205,7 +239,7 @@ class WorkQueue:
         calls = [self._pick(p, now_ms, 0.0, 0, False, "") for p in range(self.partitions)]
         replies = await fcall_many(self.client, calls)
         for partition, reply in enumerate(replies):
-            _, rank, ts, _, due_rank, due_ms = _checked(reply)
+            _, rank, ts, _, due_rank, due_ms = checked(reply)
             self.view.set(partition, int(rank), float(ts), due=(int(due_rank), float(due_ms)))
         self._refreshed = time.monotonic()
 
@@ -251,7 +285,7 @@ class WorkQueue:
                 picked_at=now_ms if picked else None,
                 due=(int(due_rank), float(due_ms)),
             )
-            jobs = await self._take(partition, _triples(picked))
+            jobs = await self._take(partition, picked_triples(picked))
             claimed += jobs
             room -= sum(job.record.estimated_units for job in jobs)
             if batch_room is not None:
@@ -274,25 +308,17 @@ class WorkQueue:
     async def _take(self, partition: int, picked: list[tuple[int, str, str]]) -> list[ClaimedJob]:
         if not picked:
             return []
-        return _records(await fcall(self.client, self._take_call(partition, picked)))
+        return held_jobs(await fcall(self.client, self._take_call(partition, picked)))
 
     def _take_call(self, partition: int, picked: list[tuple[int, str, str]]) -> Take:
-        queues = self.queues[partition]
-        now = time.time()
-        usage, usage_total = usage_keys(partition, now, self.settings)
-        return Take(
-            units=keys.units(self.spec.name, partition),
-            dead=keys.dead(partition),
-            channel=keys.events_channel(partition),
-            jobs=[k for q, _, j in picked for k in (queues[q], keys.job(j), keys.events(j))],
-            consumer=self.consumer,
-            now=now,
-            ttl=self.settings.result_ttl_s,
-            max_deliveries=self.settings.max_deliveries,
-            entries=[item for _, entry, j in picked for item in (entry, j)],
-            usage=usage,
-            usage_total=usage_total,
-            usage_ttl=self.settings.usage_ttl_s,
+        return take_call(
+            Take,
+            self.spec.name,
+            partition,
+            self.queues[partition],
+            picked,
+            self.consumer,
+            self.settings,
         )
 
     async def reclaim(self, max_count: int) -> list[ClaimedJob]:
@@ -310,13 +336,13 @@ class WorkQueue:
         ]
         replies = await fcall_many(self.client, calls)
         takes = [
-            self._take_call(p, _triples(_checked(reply)))
+            self._take_call(p, picked_triples(checked(reply)))
             for p, reply in enumerate(replies)
             if reply
         ]
         claimed: list[ClaimedJob] = []
         for reply in await fcall_many(self.client, takes):
-            claimed += _records(_checked(reply))
+            claimed += held_jobs(checked(reply))
         return claimed
 
     async def renew(self, jobs: Sequence[ClaimedJob]) -> tuple[set[str], set[str]]:
@@ -353,7 +379,7 @@ class WorkQueue:
         :meth:`complete`."""
         calls = [self._complete_call(o) for o in outcomes]
         replies = await fcall_many(self.client, calls, wait_aof=self.wait_aof)
-        return [int(_checked(reply)) for reply in replies]
+        return [int(checked(reply)) for reply in replies]
 
     def _complete_call(self, outcome: Outcome) -> Complete:
         job = outcome.job
@@ -447,7 +473,7 @@ async def renew_leases(
     lost: set[str] = set()
     cancelled: set[str] = set()
     for group, reply in zip(groups, await fcall_many(client, calls), strict=True):
-        gone, asked = _checked(reply)
+        gone, asked = checked(reply)
         lost |= {group[int(i)].id for i in gone}
         cancelled |= {group[int(i)].id for i in asked}
     return lost, cancelled
