@@ -34,7 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description="inferq's image preparation vs plain Pillow")
     p.add_argument("--quick", action="store_true", help="a smaller run of the same shape")
-    p.add_argument("--rounds", type=int, help="timed passes over the images per run")
+    p.add_argument(
+        "--rounds", type=int, help="timed passes over the images per run (sent as one stream)"
+    )
     p.add_argument("--trials", type=int, help="runs of each side (the median is reported)")
     p.add_argument("--naive-python", type=Path, help="interpreter of the naive side")
     p.add_argument("--side", choices=["inferq", "naive"], help=argparse.SUPPRESS)
@@ -117,8 +119,8 @@ def main() -> None:
         path.write_bytes(pickle.dumps([s.data for s in images]))
         print(
             f"{len(images)} images ({counts[0]} 12 MP JPEG, {counts[1]} 12 MP PNG, {counts[2]}"
-            f" small), {sum(len(s.data) for s in images) / 1e6:.1f} MB, {rounds} timed rounds"
-            f" per run, median of {trials} runs",
+            f" small), {sum(len(s.data) for s in images) / 1e6:.1f} MB, {rounds} timed passes"
+            f" per run sent as one stream, median of {trials} runs",
             flush=True,
         )
         runs = _measure(sides, path, rounds, trials, pinned)
