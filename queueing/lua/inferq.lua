@@ -188,6 +188,15 @@ local function earlier(idem, job, job_id)
   return nil
 end
 
+-- The partition's waiting units (queued, and waiting for or in image preparation) when a job
+-- of `cost` more would pass `ceiling`, else nil. A partition with nothing waiting takes any job.
+local function past_ceiling(units_key, cost, ceiling)
+  local held = redis.call('HMGET', units_key, QUEUED, PRE_UNITS)
+  local queued = tonumber(held[1] or '0') + tonumber(held[2] or '0')
+  if queued > 0.0001 and queued + cost > tonumber(ceiling) then return tostring(queued) end
+  return nil
+end
+
 -- Returns {1, job_id}, {0, earlier job_id} on a replayed idempotency key, {-1, queued units}
 -- when the partition is past its ceiling.
 local function enqueue(keys, args)
@@ -195,10 +204,8 @@ local function enqueue(keys, args)
   local idem, units_key, cost = keys[k.tail], keys[k.units], tonumber(args[a.cost])
   local before = earlier(idem, keys[k.job], args[a.job_id])
   if before then return {0, before} end
-  local queued = tonumber(redis.call('HGET', units_key, QUEUED) or '0')
-  if queued > 0.0001 and queued + cost > tonumber(args[a.ceiling]) then
-    return {-1, tostring(queued)}
-  end
+  local queued = past_ceiling(units_key, cost, args[a.ceiling])
+  if queued then return {-1, queued} end
   local class, band = string.match(args[a.qfield], '^([^:]+):(.*)$')
   local member, wake = wait_job(keys[k.queue], keys[k.order], keys[k.fair], keys[k.active],
     args[a.tenant], class, band, args[a.job_id], args[a.cost])
@@ -637,18 +644,14 @@ end
 -- partition's preprocess stream (status queued, counted under the pre_ counters) until a
 -- preprocess worker holds it (`worker`, deliveries in `pre_attempts`) and hands it on.
 
--- As enqueue, into the preprocess stream; the partition's ceiling counts its queued units and
--- those waiting for preparation.
+-- As enqueue, into the preprocess stream.
 local function prequeue(keys, args)
   local k, a = K.iq_prequeue, A.iq_prequeue
   local idem, units_key, cost = keys[k.tail], keys[k.units], tonumber(args[a.cost])
   local before = earlier(idem, keys[k.job], args[a.job_id])
   if before then return {0, before} end
-  local held = redis.call('HMGET', units_key, QUEUED, PRE_UNITS)
-  local queued = tonumber(held[1] or '0') + tonumber(held[2] or '0')
-  if queued > 0.0001 and queued + cost > tonumber(args[a.ceiling]) then
-    return {-1, tostring(queued)}
-  end
+  local queued = past_ceiling(units_key, cost, args[a.ceiling])
+  if queued then return {-1, queued} end
   ensure_group(keys[k.queue])
   local entry_id = redis.call('XADD', keys[k.queue], '*', 'job', args[a.job_id], 'units', args[a.cost])
   redis.call('HSET', keys[k.job], unpack(args, a.tail))

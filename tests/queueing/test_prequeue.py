@@ -13,6 +13,7 @@ from queueing.calls import COUNTERS
 from queueing.catalogue import ModelSpec
 from queueing.connection import Client, fcall
 from queueing.cost import estimate, with_prepared_images
+from queueing.errors import QueueFull
 from queueing.figures import read_figures
 from queueing.images import reference
 from queueing.jobstore import JobStore
@@ -75,6 +76,24 @@ async def test_a_job_with_images_waits_for_preparation_uncounted_as_queued(
     assert (await store.get(text.id, "local")).stream == keys.waiting(
         "v", 1, JobClass.INTERACTIVE, text.band
     )
+
+
+async def test_the_ceiling_counts_jobs_waiting_for_preparation(redis_client: Client) -> None:
+    """Image jobs being prepared are waiting work too: a text job past the ceiling they fill
+    is refused, as an image job is past queued text jobs."""
+    record = image_job(0)
+    settings = QueueSettings(
+        partitions=1, max_queued_units=record.estimated_units * 1.5
+    )  # one job fits, a second does not
+    store = JobStore(redis_client, settings)
+    await store.enqueue(record)
+    text = record.model_copy(update={"id": keys.new_job_id(0), "images": []})
+    with pytest.raises(QueueFull):
+        await store.enqueue(text)
+    await redis_client.delete(keys.units("v", 0))  # nothing waits: the text job goes first
+    await store.enqueue(text.model_copy(update={"id": keys.new_job_id(0)}))
+    with pytest.raises(QueueFull):
+        await store.enqueue(image_job(0))
 
 
 async def test_the_hand_off_queues_the_job_for_its_model_with_its_images_tokens(
