@@ -249,8 +249,10 @@ class PreprocessSettings(BaseModel):
     """Image preparation: what is accepted (checked before decoding) and what is made of it.
 
     ``max_edge`` is the longest side a prepared image has (the model's processor size);
-    ``processes`` unset means one per CPU the container really has. ``max_images``: image
-    parts one request may carry; ``fetch``: whether and where http(s) image URLs are fetched.
+    ``processes`` unset means one per CPU the container really has; a worker holds up to
+    ``jobs_per_process`` jobs per process, so one job's source is read and the next handed on
+    while the pool decodes. ``max_images``: image parts one request may carry; ``fetch``:
+    whether and where http(s) image URLs are fetched.
     """
 
     formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF"])
@@ -261,6 +263,7 @@ class PreprocessSettings(BaseModel):
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
     reducing_gap: Annotated[float, Field(ge=1.0)] = 2.0
     processes: Annotated[int, Field(ge=1)] | None = None
+    jobs_per_process: Annotated[int, Field(ge=1)] = 2
     max_images: Annotated[int, Field(ge=0)] = 8  # image parts in one request
     fetch: ImageFetchSettings = Field(default_factory=ImageFetchSettings)
     # The interpreter `inferq up` runs the preprocess worker with; unset: the sibling venv

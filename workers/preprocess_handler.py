@@ -72,7 +72,7 @@ class PreprocessMetrics(MetricsEndpoint):
 
 
 class PreprocessHandler:
-    """Holds at most ``slots`` jobs (the pool's processes) and prepares their images."""
+    """Holds at most ``slots`` jobs (a few per pool process) and prepares their images."""
 
     def __init__(
         self,
@@ -113,14 +113,14 @@ class PreprocessHandler:
         return Load(0.0, len(self.runs))
 
     async def claim(self) -> ClaimStep:
-        """As many jobs as the pool has free processes."""
+        """As many jobs as it has free slots."""
         free = self.slots - len(self.runs)
         if free <= 0:
             return ClaimStep(for_work=False)
         return ClaimStep(await self.queue.claim(free))
 
     def reclaimable(self) -> int:
-        """Free processes."""
+        """Free slots."""
         return max(0, self.slots - len(self.runs))
 
     async def drained(self) -> bool:

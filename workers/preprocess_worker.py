@@ -35,7 +35,8 @@ def image_models(catalogue: Catalogue) -> list[str]:
 
 
 class PreprocessWorker(ClaimLoop):
-    """Claims jobs with images while the pool has a free process, prepares and hands them on."""
+    """Claims jobs with images while it holds fewer than ``jobs_per_process`` per pool process
+    (``slots``), prepares and hands them on."""
 
     queue: PreQueue
 
@@ -63,7 +64,7 @@ class PreprocessWorker(ClaimLoop):
             ImageSources(settings.preprocess, files),
             catalogue,
             pool,
-            slots,
+            slots * settings.preprocess.jobs_per_process,
             settings.preprocess,
             settings.worker,
         )
