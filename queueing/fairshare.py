@@ -37,15 +37,23 @@ class SharesArgs:
         self.reserved = "{}"
         self._read_at = float("-inf")
 
-    async def refresh(self, *, force: bool = False) -> None:
-        """Re-read the registry when ``refresh_s`` has passed since the last read."""
+    async def refresh(self, *, force: bool = False) -> bool:
+        """Re-read the registry when ``refresh_s`` has passed since the last read; True when
+        the reservations changed."""
         now = time.monotonic()
         if not force and now - self._read_at < self.refresh_s:
-            return
+            return False
         self._read_at = now
         with translated("cannot read the tenants' shares"):
             raw: dict[str, str] = await self.client.hgetall(keys.TENANT_SHARES)
+        before = self.reserved
         self.set({tenant: _parsed(tenant, text) for tenant, text in raw.items()})
+        return self.reserved != before
+
+    @property
+    def any_reserved(self) -> bool:
+        """True when some tenant reserved throughput of this model."""
+        return self.reserved != "{}"
 
     def set(self, shares: dict[str, TenantShare | None]) -> None:
         """The arguments for these shares (``None``: an unreadable entry, the defaults)."""

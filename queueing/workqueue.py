@@ -243,6 +243,15 @@ class WorkQueue:
             self.view.set(partition, int(rank), float(ts), due=(int(due_rank), float(due_ms)))
         self._refreshed = time.monotonic()
 
+    def _refresh_every(self) -> float:
+        """Seconds between re-reads of every partition: more often while a reservation applies,
+        since only a partition's own picks say when its credit is due, and a partition no claim
+        visits would cap its credit unspent."""
+        every = self.settings.view_refresh_s
+        if self.shares.any_reserved:
+            every = min(every, self.settings.reserve_burst_s / 2)
+        return every
+
     async def claim(
         self, room: float, max_count: int, *, idle: bool, batch_room: BatchRoom | None = None
     ) -> list[ClaimedJob]:
@@ -253,10 +262,10 @@ class WorkQueue:
         gets the best job, however large, so nothing is too big to run. Batch jobs must also
         fit ``batch_room`` when it is given (the worker's batch share: units and jobs).
         """
-        await self.shares.refresh()
-        stale = time.monotonic() - self._refreshed >= self.settings.view_refresh_s
-        if stale or self.view.empty:  # nothing known: re-read, should a wake have been missed
-            await self.refresh()
+        reservations_changed = await self.shares.refresh()
+        stale = time.monotonic() - self._refreshed >= self._refresh_every()
+        if stale or self.view.empty or reservations_changed:  # nothing known: re-read, should
+            await self.refresh()  # a wake have been missed
         claimed: list[ClaimedJob] = []
         for _ in range(self.partitions):  # picks that find nothing correct the view
             now_ms = int(time.time() * 1000)  # the same clock for the bound and the pick

@@ -12,7 +12,7 @@ from api.ratelimit import MeterDep
 from api.routes.openai import OpenAIRoute
 from oaiproto.batch import BatchCreate, batch_object
 from queueing import keys
-from queueing.batches import Batch, BatchStatus, Stop
+from queueing.batch_record import Batch, BatchStatus, Stop
 from queueing.errors import BatchNotCancellable, InvalidRequest
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], route_class=OpenAIRoute)

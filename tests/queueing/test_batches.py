@@ -9,7 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from queueing import keys
-from queueing.batches import Batch, Batches, BatchStatus, Outcome
+from queueing.batch_record import Batch, BatchStatus, Outcome
+from queueing.batches import Batches
 from queueing.errors import BatchNotFound
 
 

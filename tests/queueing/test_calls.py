@@ -9,7 +9,8 @@ import pytest
 from redis.crc import key_slot
 
 from queueing import keys
-from queueing.batches import Batches, BatchStatus, Outcome
+from queueing.batch_record import BatchStatus, Outcome
+from queueing.batches import Batches
 from queueing.calls import CALLS, Call, prelude
 from queueing.catalogue import ModelSpec
 from queueing.connection import Client

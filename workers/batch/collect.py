@@ -8,7 +8,8 @@ from typing import Any
 from oaiproto.batch import CHAT_URL, response_line, unrun_line
 from oaiproto.format import Head, Kind, completion, failure
 from queueing import keys
-from queueing.batches import Batch, Batches, Outcome, Stop
+from queueing.batch_record import Batch, Outcome, Stop
+from queueing.batches import Batches
 from queueing.calls import Cancel
 from queueing.connection import Client, fcall_many
 from queueing.errors import translated

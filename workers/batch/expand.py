@@ -14,7 +14,8 @@ from oaiproto.errors import error_body
 from oaiproto.requests import ChatCompletionRequest, CompletionRequest
 from queueing import keys
 from queueing.admission import Admission
-from queueing.batches import Batch, Batches, Outcome
+from queueing.batch_record import Batch, Outcome
+from queueing.batches import Batches
 from queueing.errors import InferqError, InvalidRequest, QueueFull
 from queueing.files import Files
 from queueing.jobstore import JobStore

@@ -10,7 +10,8 @@ import time
 from collections.abc import AsyncIterator
 
 from oaiproto.batch import unrun_line
-from queueing.batches import Batch, Batches, BatchStatus, Outcome, OutcomeKind, Stop
+from queueing.batch_record import Batch, BatchStatus, Outcome, OutcomeKind, Stop
+from queueing.batches import Batches
 from queueing.files import Files
 from queueing.settings import BatchSettings, QueueSettings
 from workers.batch.collect import UNRUN

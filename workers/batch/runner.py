@@ -8,7 +8,8 @@ import secrets
 import time
 
 from queueing.admission import Admission
-from queueing.batches import Batch, Batches, BatchStatus, Stop
+from queueing.batch_record import Batch, BatchStatus, Stop
+from queueing.batches import Batches
 from queueing.errors import BatchNotFound, InferqError
 from queueing.settings import BatchSettings, QueueSettings
 from workers.batch.collect import Collector

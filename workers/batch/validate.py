@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from oaiproto.batch import InputLine, line_error
-from queueing.batches import Batch, Batches
+from queueing.batch_record import Batch
+from queueing.batches import Batches
 from queueing.files import Files
 from queueing.settings import BatchSettings
 from workers.batch.lines import RawLine, read_lines

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from queueing import keys
-from queueing.batches import Batch, Batches, BatchStatus
+from queueing.batch_record import Batch, BatchStatus
+from queueing.batches import Batches
 from queueing.files import Files
 from queueing.settings import BatchSettings, FileSettings, QueueSettings, Settings
 from workers.batch.arq_app import batch_worker

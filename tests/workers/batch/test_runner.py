@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from queueing.batches import BatchStatus, Stop
+from queueing.batch_record import BatchStatus, Stop
 from queueing.catalogue import ModelSpec
 from queueing.settings import QueueSettings
 from tests.workers.batch.support import batch_env, chat_line, jsonl
