@@ -264,8 +264,10 @@ class WorkQueue:
         """
         reservations_changed = await self.shares.refresh()
         stale = time.monotonic() - self._refreshed >= self._refresh_every()
-        if stale or self.view.empty or reservations_changed:  # nothing known: re-read, should
-            await self.refresh()  # a wake have been missed
+        # Re-read every partition when stale, when nothing is known (a wake may have been
+        # missed), or when reservations changed (each reply says when credit there is due).
+        if stale or self.view.empty or reservations_changed:
+            await self.refresh()
         claimed: list[ClaimedJob] = []
         for _ in range(self.partitions):  # picks that find nothing correct the view
             now_ms = int(time.time() * 1000)  # the same clock for the bound and the pick
@@ -274,9 +276,10 @@ class WorkQueue:
                 break
             partition, bound = ranked[0][1], ranked[1][0] if len(ranked) > 1 else None
             count = max_count - len(claimed)
-            if self.view.nudged(partition, now_ms):  # a tenant joined or reserved credit is
-                bound, count = None, 1  # due: its job now (the partition's first by fair
-                # share or credit), the rest in their turn
+            if self.view.nudged(partition, now_ms):
+                # A tenant joined, or reserved credit is due: its job now (the partition's
+                # first by fair share or credit), the rest in their turn.
+                bound, count = None, 1
             call = self._pick(
                 partition,
                 now_ms,
