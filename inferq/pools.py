@@ -1,6 +1,7 @@
 """``inferq up``'s worker pools: run as many workers per pool as the autoscaler decided
-(the pool's minimum until it has), say how many run, and kill a worker whose heartbeat
-stopped while its process lives (a hang); the supervisor then restarts it."""
+(the pool's minimum until it has), say how many run, and kill a worker whose heartbeat has
+been silent for ``hung_after_s`` while its process lives (a hang); the supervisor then
+restarts it."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import asyncio
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from inferq.supervisor import Supervisor
 from queueing.connection import Client, connect
 from queueing.errors import ServerError
 from queueing.pools import publish_running, read_decisions
+from queueing.presence import SEEN
 from queueing.settings import Settings
 from queueing.signals import read_processes
 
@@ -93,11 +96,16 @@ class PoolKeeper:
         return running
 
     async def _kill_hung(self, client: Client) -> None:
-        """A worker whose alive key expired while its process runs has hung: kill it."""
+        """A worker whose heartbeat has been silent for ``hung_after_s`` while its process
+        runs has hung: kill it."""
+        silent_since = time.time() - self.settings.worker.hung_after_s
         stale = {
             int(p["pid"])
             for p in await read_processes(client)
-            if p["kind"] == "worker" and p["health"] == "stale" and p.get("pid")
+            if p["kind"] == "worker"
+            and p["health"] == "stale"
+            and p.get("pid")
+            and float(p.get(SEEN) or 0) < silent_since
         }
         for pool in self.settings.pools:
             for child in self.supervisor.pool(pool):

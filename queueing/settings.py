@@ -88,7 +88,9 @@ class WorkerSettings(BaseModel):
     ``stall_s`` (or ``stall_pace_factor`` times the engine's recent step time, if longer)
     while it has work makes the worker stop claiming; ``hang_s`` without a step, a probe
     error, or (when another healthy worker serves the model) a probe unanswered for
-    ``probe_timeout_s`` while stalled makes it give its jobs back and exit.
+    ``probe_timeout_s`` while stalled makes it give its jobs back and exit. ``inferq up``
+    kills (and restarts) a worker whose heartbeat has been silent for ``hung_after_s`` while
+    its process runs: a busy machine can delay a beat by seconds, a hung worker never beats.
     """
 
     unit_budget: float | None = None
@@ -99,6 +101,7 @@ class WorkerSettings(BaseModel):
     hang_s: float = 120.0
     probe_every_s: float = 5.0
     probe_timeout_s: float = 20.0
+    hung_after_s: Annotated[float, Field(gt=0)] = 30.0
     block_ms: int = 1_000
     renew_every_ms: int = 10_000
     flush_ms: int = 30

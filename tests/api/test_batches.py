@@ -54,12 +54,13 @@ def _client(base_url: str, key: str) -> openai.AsyncOpenAI:
 
 async def ended(oai: openai.AsyncOpenAI, batch_id: str, timeout_s: float = 60) -> Batch:
     """The batch once it has ended (polled as a client would)."""
+    batch = None
     for _ in range(int(timeout_s / 0.1)):
         batch = await oai.batches.retrieve(batch_id)
         if batch.status in ("completed", "failed", "expired", "cancelled"):
             return batch
         await asyncio.sleep(0.1)
-    raise AssertionError(f"batch {batch_id} did not end within {timeout_s} s")
+    raise AssertionError(f"batch {batch_id} did not end within {timeout_s} s: {batch}")
 
 
 async def test_the_openai_client_runs_a_batch_end_to_end(

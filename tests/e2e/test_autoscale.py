@@ -44,6 +44,9 @@ def inferq_up(url: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
         "INFERQ_API__PORT": str(port),
         "INFERQ_POOLS": json.dumps(POOL),
         "INFERQ_WORKER__UNIT_BUDGET": "0.1",  # two of these jobs per worker
+        # A long lease: on a busy machine a late renewal must not deliver a job twice (this
+        # test is about scaling; tests/e2e/test_supervised.py is about lapsed leases).
+        "INFERQ_QUEUE__LEASE_MS": "30000",
         "INFERQ_AUTOSCALER__INTERVAL_S": "1",
         "INFERQ_AUTOSCALER__DEFAULT_CAPACITY": "0.005",  # units/s: the burst needs both
         # Keep the second worker through the burst (its engine starts in ~75 s).
@@ -118,7 +121,8 @@ async def test_a_pool_scales_from_zero_up_under_a_burst_and_back_to_zero(
 
     for job_id in [first, *burst]:
         final = await store.get(job_id, "local")
-        assert final.status == JobStatus.SUCCEEDED and final.attempts == 1, job_id
+        statuses = [e.data for e in await store.events(job_id) if e.type == "status"]
+        assert final.status == JobStatus.SUCCEEDED and final.attempts == 1, (job_id, statuses)
         assert one_result(await store.events(job_id))
     print(
         f"\nfirst job from zero {cold_s:.0f} s; burst of {len(burst)} done {burst_s:.0f} s after "

@@ -83,12 +83,16 @@ async def test_the_keeper_follows_the_decisions_and_kills_a_hung_worker(
         await publish_decision(redis_client, PoolDecision("p", "m", 3, "up 1->3", time.time()))
         assert await keeper.keep(redis_client) == {"p": 3}
         assert await read_running(redis_client) == {"p": 3}
-        # A member's registry entry without its alive key: it stopped beating.
-        hung = sup.pool("p")[0]
-        assert hung.proc is not None
-        entry = {"model": "m", "pool": "p", "pid": hung.proc.pid, "health": "ok"}
-        await redis_client.hset(keys.WORKERS, "hung", json.dumps(entry))
+        # Members' registry entries without their alive keys: they stopped beating, one a
+        # moment ago (a busy machine delays beats: it is left alone), one long ago (hung).
+        late, hung = sup.pool("p")[:2]
+        assert late.proc is not None and hung.proc is not None
+        silent = settings.worker.hung_after_s
+        for name, child, seen in [("late", late, time.time() - 6), ("hung", hung, 0.0)]:
+            entry = {"model": "m", "pool": "p", "pid": child.proc.pid, "health": "ok", "seen": seen}
+            await redis_client.hset(keys.WORKERS, name, json.dumps(entry))
         await keeper.keep(redis_client)
         assert hung.proc.wait(10) == -9 and not hung.stopping, "killed, to be restarted"
+        assert late.alive(), f"silent for 6 s, under {silent:g} s: not hung"
     finally:
         sup.stop(timeout_s=5)
