@@ -121,9 +121,10 @@ async def test_a_pool_scales_from_zero_up_under_a_burst_and_back_to_zero(
 
     for job_id in [first, *burst]:
         final = await store.get(job_id, "local")
-        statuses = [e.data for e in await store.events(job_id) if e.type == "status"]
+        events = await store.events(job_id)
+        statuses = [e.data for e in events if e.type == "status"]
         assert final.status == JobStatus.SUCCEEDED and final.attempts == 1, (job_id, statuses)
-        assert one_result(await store.events(job_id))
+        assert one_result(events)
     print(
         f"\nfirst job from zero {cold_s:.0f} s; burst of {len(burst)} done {burst_s:.0f} s after "
         f"it ({peak_workers} workers at the end; grew: {reason}); back to zero {zero_s:.0f} s "

@@ -12,7 +12,7 @@ from queueing import keys
 from queueing.calls import COUNTERS
 from queueing.catalogue import ModelSpec
 from queueing.connection import Client, fcall
-from queueing.cost import estimate, with_prepared_images
+from queueing.cost import CostEstimate, estimate, with_prepared_images
 from queueing.errors import QueueFull
 from queueing.figures import read_figures
 from queueing.images import reference
@@ -50,6 +50,19 @@ def image_job(partition: int, images: int = 1, max_tokens: int = 5) -> JobRecord
         prompt="<image> what is it?",
         params=SamplingParams(max_tokens=max_tokens),
         images=["data:image/png;base64,AAAA"] * images,
+    )
+
+
+def prepared(
+    record: JobRecord, images: int = 1, image_tokens: int = 10
+) -> tuple[int, CostEstimate]:
+    """The record's prompt tokens and estimate once its ``images`` became ``image_tokens``."""
+    return with_prepared_images(
+        VLM,
+        prompt_tokens=record.prompt_tokens,
+        units=record.estimated_units,
+        images=images,
+        image_tokens=image_tokens,
     )
 
 
@@ -106,13 +119,7 @@ async def test_the_hand_off_queues_the_job_for_its_model_with_its_images_tokens(
     assert held.id == record.id and held.record.worker == "pre-1"
     assert await pre.claim(4) == []  # delivered once
     # Prepared, the images turn out dearer than the admission thought: 25 tokens each.
-    tokens, cost = with_prepared_images(
-        VLM,
-        prompt_tokens=record.prompt_tokens,
-        units=record.estimated_units,
-        images=2,
-        image_tokens=50,
-    )
+    tokens, cost = prepared(record, images=2, image_tokens=50)
     assert tokens == 53 and cost.units == estimate(VLM, prompt_tokens=53, max_tokens=5).units
     refs = [reference("a" * 64), reference("b" * 64)]
     assert await pre.handoff(held, VLM, refs, ["a" * 64, "b" * 64], tokens, cost) == 1
@@ -173,13 +180,7 @@ async def test_cancel_while_waiting_or_held_for_preparation(
     for record in (waiting, held_job):
         assert (await store.cancel(record.id, "local")).status is JobStatus.CANCELLED
     assert await pre.claim(4) == []  # the waiting one's entry is gone
-    tokens, cost = with_prepared_images(
-        VLM,
-        prompt_tokens=held_job.prompt_tokens,
-        units=held_job.estimated_units,
-        images=1,
-        image_tokens=10,
-    )
+    tokens, cost = prepared(held_job)
     assert await pre.handoff(held, VLM, [reference("c" * 64)], [], tokens, cost) == 0
     figures = (await read_figures(redis_client, queue_settings, ["v"]))["v"]
     assert (figures.preparing_jobs, figures.preparing_units, figures.queued_jobs) == (0, 0.0, 0)
@@ -220,13 +221,7 @@ async def test_cancel_of_a_job_handed_on_since_it_was_read(
     pre = PreQueue(redis_client, ["v"], "pre-1", queue_settings)
     [held] = await pre.claim(1)
     stale = await store.get(record.id, "local")  # read while it waits for preparation
-    tokens, cost = with_prepared_images(
-        VLM,
-        prompt_tokens=record.prompt_tokens,
-        units=record.estimated_units,
-        images=1,
-        image_tokens=10,
-    )
+    tokens, cost = prepared(record)
     assert await pre.handoff(held, VLM, [reference("d" * 64)], [], tokens, cost) == 1
     # A cancel made from the stale read names the preprocess stream: the job is not there.
     assert await fcall(redis_client, store._cancel_call(stale)) == "moved"
